@@ -1,0 +1,34 @@
+# Every target creates .venv and installs the pinned dependencies first, so a fresh clone needs
+# nothing but Python 3.11.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export SAFAR_HOME ?= $(CURDIR)/data
+
+.PHONY: setup demo test lint bench clean
+
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found; install Python 3.11" >&2; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	$(BIN)/safar extensions install
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/safar demo
+
+test: $(STAMP)
+	$(BIN)/ruff check safar channels dagster_project dashboards tests bench
+	$(BIN)/ruff format --check safar channels dagster_project dashboards tests bench
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) dbt/target dbt/logs
