@@ -1,0 +1,165 @@
+"""``safar demo``: demo data, a built warehouse, Dagster and Streamlit, on embedded defaults.
+
+A second run reuses what exists: data is generated only into an empty landing zone, and the
+warehouse is rebuilt only when landing files arrived after the last successful build.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from safar.build import build
+from safar.config import PROJECT_ROOT, SafarHome
+from safar.lake import file_id_of, landing_files
+
+DEMO_USERS = 20_000
+DEMO_DAYS = 90
+DEMO_SEED = 42
+STREAMLIT_PORT = 8501
+DAGSTER_PORT = 3000
+
+
+def _built_marker(home: SafarHome) -> Path:
+    return home.dbt_target / "built_through"
+
+
+def ensure_demo_data(
+    home: SafarHome, users: int = DEMO_USERS, days: int = DEMO_DAYS, seed: int = DEMO_SEED
+) -> bool:
+    """Generate the demo shop into an empty landing zone; True if it generated."""
+    existing = landing_files(home)
+    if existing:
+        print(f"reusing {len(existing):,} landing files in {home.raw_events}")
+        return False
+    from safar.generate import generate
+
+    stats = generate(home, users=users, days=days, seed=seed)
+    print(f"generated {stats.events:,} events for {stats.users:,} users")
+    return True
+
+
+def ensure_built(home: SafarHome) -> bool:
+    """Build the warehouse unless it already holds every landing file; True if it built."""
+    files = landing_files(home)
+    newest = file_id_of(files[-1]) if files else ""
+    marker = _built_marker(home)
+    if home.catalog.exists() and marker.exists() and marker.read_text() == newest:
+        print(f"warehouse is up to date ({home.catalog})")
+        return False
+    result = build(home)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(newest)
+    print(f"built the warehouse in {result.seconds:.0f} s ({result.nodes} dbt nodes)")
+    return True
+
+
+def free_port(preferred: int) -> int:
+    """``preferred`` if nothing listens there on 127.0.0.1, else any free port."""
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise RuntimeError("no free port on 127.0.0.1")
+
+
+def wait_for_http(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def serve(home: SafarHome) -> int:
+    """Start Dagster and Streamlit on loopback, print their addresses, run until interrupted."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "SAFAR_HOME": str(home.root)}
+    env.setdefault("DAGSTER_HOME", str(home.root / "dagster"))
+    Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    st_port, dg_port = free_port(STREAMLIT_PORT), free_port(DAGSTER_PORT)
+    log_dir = home.root / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    commands = {
+        "streamlit": [
+            str(bin_dir / "streamlit"),
+            "run",
+            str(PROJECT_ROOT / "dashboards" / "streamlit_app.py"),
+            "--server.address=127.0.0.1",
+            f"--server.port={st_port}",
+            "--server.headless=true",
+            "--browser.gatherUsageStats=false",
+        ],
+        "dagster": [
+            str(bin_dir / "dagster"),
+            "dev",
+            "-m",
+            "dagster_project.definitions",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(dg_port),
+        ],
+    }
+    procs: dict[str, subprocess.Popen] = {}
+    # SIGTERM (a service manager, a test) stops the servers as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        for name, cmd in commands.items():
+            out = open(log_dir / f"{name}.log", "ab")  # stays open as long as the server runs
+            procs[name] = subprocess.Popen(
+                cmd, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        wait_for_http(f"http://127.0.0.1:{st_port}/_stcore/health", procs["streamlit"])
+        wait_for_http(f"http://127.0.0.1:{dg_port}/server_info", procs["dagster"], timeout=300)
+        print(f"Streamlit (Overview): http://127.0.0.1:{st_port}", flush=True)
+        print(f"Dagster:              http://127.0.0.1:{dg_port}", flush=True)
+        print(f"Logs: {log_dir}. Press Ctrl-C to stop.", flush=True)
+        while all(p.poll() is None for p in procs.values()):
+            time.sleep(1)
+        dead = [n for n, p in procs.items() if p.poll() is not None]
+        print(f"stopped: {', '.join(dead)} exited (see {log_dir})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def run_demo(
+    home: SafarHome,
+    *,
+    users: int = DEMO_USERS,
+    days: int = DEMO_DAYS,
+    seed: int = DEMO_SEED,
+    serve_apps: bool = True,
+) -> int:
+    home.ensure()
+    ensure_demo_data(home, users=users, days=days, seed=seed)
+    ensure_built(home)
+    return serve(home) if serve_apps else 0
