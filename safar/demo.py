@@ -7,6 +7,7 @@ warehouse is rebuilt only when landing files arrived after the last successful b
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from safar.lake import file_id_of, landing_files
 DEMO_USERS = 20_000
 DEMO_DAYS = 90
 DEMO_SEED = 42
+DAGSTER_INSTANCE_YAML = PROJECT_ROOT / "dagster_project" / "dagster.yaml"
 STREAMLIT_PORT = 8501
 DAGSTER_PORT = 3000
 
@@ -94,7 +96,12 @@ def serve(home: SafarHome) -> int:
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "SAFAR_HOME": str(home.root)}
     env.setdefault("DAGSTER_HOME", str(home.root / "dagster"))
-    Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    # Without Safar's dagster.yaml the warehouse pool has no limit and runs could write at once.
+    # It is copied as a file, not through dagster_project, because safar never imports it.
+    instance_yaml = Path(env["DAGSTER_HOME"]) / "dagster.yaml"
+    if not instance_yaml.exists():
+        instance_yaml.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(DAGSTER_INSTANCE_YAML, instance_yaml)
     st_port, dg_port = free_port(STREAMLIT_PORT), free_port(DAGSTER_PORT)
     log_dir = home.root / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)

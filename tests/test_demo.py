@@ -71,6 +71,8 @@ def test_demo_serves_streamlit_and_dagster_until_stopped(small_demo: SafarHome) 
         assert b"<title>" in _get(urls["Streamlit"])
         info = json.loads(_get(urls["Dagster"] + "/server_info"))
         assert "dagster_version" in info
+        # The instance limits warehouse writers to one run at a time.
+        assert "default_limit: 1" in (small_demo.root / "dagster" / "dagster.yaml").read_text()
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -1,0 +1,1 @@
+"""Dagster definitions for Safar: thin wiring over :mod:`safar` (see ``defs/``)."""

@@ -1,0 +1,1 @@
+"""One folder per concern; ``dg`` loads every module here (see ``definitions.py``)."""

@@ -1,0 +1,1 @@
+"""The ingest sensor: new landing files start a micro-batch."""

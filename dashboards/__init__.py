@@ -1,0 +1,1 @@
+"""Safar's Streamlit dashboards (run ``streamlit run dashboards/streamlit_app.py``)."""

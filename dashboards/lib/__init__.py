@@ -1,0 +1,1 @@
+"""Data access (``queries``), figure builders (``charts``) and small page helpers."""

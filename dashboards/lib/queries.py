@@ -1,0 +1,146 @@
+"""Read-only data access for the dashboards: one cached function per question.
+
+Every function takes the Safar home as a string (resolved once per script run by
+:func:`current_home`, outside the cache) so the cache key names the warehouse it read. Each
+call opens its own read-only DuckDB connection: DuckLake gives it a consistent snapshot while
+``safar build`` or a micro-batch writes, and nothing is shared between Streamlit sessions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import streamlit as st
+
+from safar.config import SafarHome, home_from_env
+from safar.warehouse import connect
+
+CACHE_TTL_SECONDS = 60
+# Bounded so a long-running app that sees many periods does not grow without limit.
+CACHE_MAX_ENTRIES = 64
+
+CHANNEL_ORDER = ("email", "sms", "push", "web_push")
+
+
+class WarehouseNotReady(RuntimeError):
+    """The warehouse, or a model a page reads, has not been built yet."""
+
+
+@dataclass(frozen=True)
+class UserTotals:
+    """People in the warehouse, and how many signed up in a period."""
+
+    total_users: int
+    known_users: int
+    unknown_users: int
+    signed_up_users: int
+
+
+def current_home() -> str:
+    """The Safar home this app reads (``$SAFAR_HOME``, else ``./data``), as an absolute path."""
+    return str(home_from_env().root)
+
+
+def read_frame(home: str, sql: str, params: list[Any] | None = None) -> pl.DataFrame:
+    """Run one query on the warehouse of ``home``, read-only.
+
+    Raises:
+        WarehouseNotReady: there is no warehouse at ``home``, or it lacks a queried model.
+    """
+    try:
+        con = connect(SafarHome(Path(home)), read_only=True)
+    except FileNotFoundError as exc:
+        raise WarehouseNotReady(str(exc)) from exc
+    try:
+        return con.execute(sql, params or []).pl()
+    except duckdb.CatalogException as exc:
+        raise WarehouseNotReady(
+            f"the warehouse at {home} lacks a model this page reads; run `safar build` ({exc})"
+        ) from exc
+    finally:
+        con.close()
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, max_entries=CACHE_MAX_ENTRIES, show_spinner=False)
+def load_activity_bounds(home: str) -> tuple[date | None, date | None]:
+    """First and last day with activity (``fct_active_users_daily``); ``None`` when empty."""
+    row = read_frame(
+        home,
+        "select min(activity_date) as first, max(activity_date) as last "
+        "from fct_active_users_daily",
+    ).row(0)
+    return row[0], row[1]
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, max_entries=CACHE_MAX_ENTRIES, show_spinner=False)
+def load_user_totals(home: str, start: date, end: date) -> UserTotals:
+    """All people (known and unknown) and the sign-ups between ``start`` and ``end``."""
+    row = read_frame(
+        home,
+        """
+        select
+            count(*) as total_users,
+            count(*) filter (where is_known) as known_users,
+            count(*) filter (where not is_known) as unknown_users,
+            count(*) filter (where cast(signed_up_at as date) between ? and ?) as signed_up_users,
+        from dim_users
+        """,
+        [start, end],
+    ).row(0)
+    return UserTotals(*(int(v) for v in row))
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, max_entries=CACHE_MAX_ENTRIES, show_spinner=False)
+def load_active_users_daily(home: str, start: date, end: date) -> pl.DataFrame:
+    """``fct_active_users_daily`` between ``start`` and ``end``, oldest day first."""
+    return read_frame(
+        home,
+        """
+        select
+            activity_date, dau, wau, mau,
+            dau_known, dau_unknown, mau_known, mau_unknown, stickiness,
+        from fct_active_users_daily
+        where activity_date between ? and ?
+        order by activity_date
+        """,
+        [start, end],
+    )
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, max_entries=CACHE_MAX_ENTRIES, show_spinner=False)
+def load_channel_reachability(home: str) -> pl.DataFrame:
+    """``rpt_channel_reachability``: one row per channel, in the product's channel order."""
+    return read_frame(
+        home,
+        """
+        select channel, total_users, reachable_users, reachable_pct,
+        from rpt_channel_reachability
+        order by coalesce(list_position(?, channel), 99), channel
+        """,
+        [list(CHANNEL_ORDER)],
+    )
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, max_entries=CACHE_MAX_ENTRIES, show_spinner=False)
+def load_installs_daily(home: str, start: date, end: date) -> pl.DataFrame:
+    """App installs and uninstalls per day between ``start`` and ``end``, all platforms."""
+    return read_frame(
+        home,
+        """
+        select
+            activity_date,
+            cast(sum(installs) as bigint) as installs,
+            cast(sum(uninstalls) as bigint) as uninstalls,
+            cast(sum(net_installs) as bigint) as net_installs,
+        from fct_installs_daily
+        where activity_date between ? and ?
+        group by activity_date
+        order by activity_date
+        """,
+        [start, end],
+    )

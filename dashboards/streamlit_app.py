@@ -1,0 +1,18 @@
+"""Safar dashboards: the entry point that lays out navigation; pages live in ``app_pages/``.
+
+Run from the repository root::
+
+    SAFAR_HOME=data streamlit run dashboards/streamlit_app.py
+"""
+
+import streamlit as st
+
+st.set_page_config(page_title="Safar", page_icon=":material/route:", layout="wide")
+
+pages = [
+    st.Page("app_pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+]
+
+st.sidebar.title("Safar")
+st.sidebar.caption("Customer engagement, from the warehouse")
+st.navigation(pages).run()

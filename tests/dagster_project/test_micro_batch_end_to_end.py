@@ -1,0 +1,95 @@
+"""Sensor → ``refresh_micro_batch_job`` → dbt → warehouse, twice, on a home of its own.
+
+The second batch runs the incremental models on top of the first, as production does.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from dagster_project.definitions import defs
+from dagster_project.defs.ingest.sensors import landing_files_sensor
+from dagster_project.defs.resources import SafarResource
+from safar.config import SafarHome
+from safar.lake import LakeWriter
+from safar.warehouse import connect
+
+T = datetime(2026, 1, 15, 10, 30)
+
+
+def _batch(day: int, *people: str) -> pl.DataFrame:
+    """An identify and an app open for each person, on day ``day`` after T."""
+    rows = []
+    for n, person in enumerate(people):
+        at = T + timedelta(days=day, minutes=n)
+        base = {"anonymous_id": f"anon-{person}", "timestamp": at, "received_at": at}
+        rows.append(
+            {
+                **base,
+                "message_id": f"identify-{person}-{day}",
+                "type": "identify",
+                "user_id": person,
+                "traits": json.dumps({"email": f"{person}@example.com", "email_opt_in": True}),
+            }
+        )
+        rows.append(
+            {
+                **base,
+                "message_id": f"open-{person}-{day}",
+                "type": "track",
+                "event": "Application Opened",
+                "user_id": person,
+                "context_device_type": "android",
+                "context_device_id": f"device-{person}",
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+def _tick_and_run(
+    instance: dg.DagsterInstance, job: dg.JobDefinition, home: SafarHome, cursor: str | None
+) -> str:
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"safar": SafarResource(home=str(home.root))}
+    )
+    tick = landing_files_sensor.evaluate_tick(context)
+    (request,) = tick.run_requests
+    result = job.execute_in_process(instance=instance, tags=request.tags, raise_on_error=False)
+    failures = [e.message for e in result.all_events if e.is_failure]
+    assert result.success, failures
+    return tick.cursor
+
+
+def _people_and_events(home: SafarHome) -> tuple[list[str], int, int]:
+    con = connect(home, read_only=True)
+    try:
+        people = [r[0] for r in con.sql("select user_id from dim_users order by 1").fetchall()]
+        (events,) = con.sql("select count(*) from fct_events").fetchone()
+        (distinct,) = con.sql("select count(distinct message_id) from fct_events").fetchone()
+    finally:
+        con.close()
+    return people, events, distinct
+
+
+def test_two_micro_batches_land_every_event_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    home = SafarHome(tmp_path / "home").ensure()
+    # The job's resources read the home from the environment, as in production.
+    monkeypatch.setenv("SAFAR_HOME", str(home.root))
+
+    job = defs().resolve_job_def(landing_files_sensor.job_name)
+    with dg.instance_for_test() as instance:
+        LakeWriter(home).write(_batch(0, "ali", "sara"))
+        cursor = _tick_and_run(instance, job, home, None)
+        assert _people_and_events(home) == (["ali", "sara"], 4, 4)
+
+        LakeWriter(home).write(_batch(1, "sara", "reza"))
+        _tick_and_run(instance, job, home, cursor)
+        assert _people_and_events(home) == (["ali", "reza", "sara"], 8, 8)

@@ -1,0 +1,191 @@
+"""What a person sees: ``streamlit run`` on the demo warehouse, opened in headless Chromium.
+
+Streamlit draws the page from messages on a websocket after the page has loaded, so
+``chromium --screenshot`` alone captures an empty shell. The test therefore drives Chromium
+through the DevTools protocol (with ``websockets``, which Streamlit already depends on): open
+the page, wait until the tiles and charts are drawn, then take the screenshot.
+
+Needs Debian's ``chromium`` (``apt-get install -y chromium``); without it the test fails and
+says so, rather than skipping.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from websockets.sync.client import ClientConnection, connect
+
+from safar.config import SafarHome
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+WINDOW = (1400, 1000)
+# The page is drawn when the tiles and all four charts are there and Streamlit is not running.
+PAGE_DRAWN_JS = """
+(() => {
+  const text = document.body ? document.body.innerText : "";
+  const charts = document.querySelectorAll('[data-testid="stPlotlyChart"] .main-svg').length;
+  const running = document.querySelector('[data-testid="stStatusWidget"]') !== null
+    && /Running/.test(document.querySelector('[data-testid="stStatusWidget"]').innerText);
+  return text.includes("Total users") && charts >= 4 && !running;
+})()
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(url: str, timeout: float, process: subprocess.Popen[bytes]) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.read().decode()
+        except OSError:
+            time.sleep(0.25)
+    raise TimeoutError(f"nothing answered at {url} within {timeout:.0f} s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(demo_home: SafarHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [
+                sys.executable, "-m", "streamlit", "run", "dashboards/streamlit_app.py",
+                "--server.headless=true",
+                "--server.address=127.0.0.1",
+                f"--server.port={port}",
+                "--server.fileWatcherType=none",
+                "--browser.gatherUsageStats=false",
+            ],
+            cwd=REPO_ROOT,
+            env={**os.environ, "SAFAR_HOME": str(demo_home.root)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        try:
+            assert _wait_for(f"http://127.0.0.1:{port}/_stcore/health", 60, server) == "ok"
+        except (RuntimeError, TimeoutError) as exc:
+            pytest.fail(f"streamlit did not start: {exc}\n{log.read_text()}")
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        _stop(server)
+
+
+class DevTools:
+    """The few DevTools protocol calls the test needs, over one page's websocket."""
+
+    def __init__(self, ws: ClientConnection):
+        self.ws = ws
+        self.next_id = 0
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:  # events arrive in between; skip to our answer
+            message = json.loads(self.ws.recv(timeout=30))
+            if message.get("id") == self.next_id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message["result"]
+
+    def evaluate(self, expression: str) -> Any:
+        return self.call("Runtime.evaluate", expression=expression, returnByValue=True)[
+            "result"
+        ].get("value")
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[DevTools]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is needed for the browser test: apt-get install -y chromium")
+    port = _free_port()
+    chromium = subprocess.Popen(
+        [
+            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            f"--window-size={WINDOW[0]},{WINDOW[1]}",
+            "--remote-debugging-address=127.0.0.1",
+            f"--remote-debugging-port={port}",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        targets = json.loads(_wait_for(f"http://127.0.0.1:{port}/json/list", 30, chromium))
+        page = next(t for t in targets if t["type"] == "page")
+        with connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=10) as ws:
+            yield DevTools(ws)
+    finally:
+        _stop(chromium)
+
+
+def test_overview_draws_tiles_and_charts_in_a_real_browser(
+    dashboard_url: str, browser: DevTools, tmp_path: Path
+) -> None:
+    # The window size includes the browser's own frame; pin the page's viewport exactly.
+    browser.call(
+        "Emulation.setDeviceMetricsOverride",
+        width=WINDOW[0],
+        height=WINDOW[1],
+        deviceScaleFactor=1,
+        mobile=False,
+    )
+    browser.call("Page.navigate", url=dashboard_url)
+    deadline = time.monotonic() + 60
+    while not browser.evaluate(PAGE_DRAWN_JS):
+        if time.monotonic() > deadline:
+            text = browser.evaluate("document.body ? document.body.innerText : ''")
+            pytest.fail(f"the overview was not drawn within 60 s; the page shows:\n{text}")
+        time.sleep(0.5)
+    time.sleep(1)  # let Plotly finish its transitions before the picture
+
+    png = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
+    shot = tmp_path / "overview.png"
+    shot.write_bytes(png)
+
+    text = browser.evaluate("document.body.innerText")
+    for expected in ("Safar", "Overview", "Total users", "Known users", "Channel reachability"):
+        assert expected in text
+    assert browser.evaluate("""document.querySelector('[data-testid="stException"]') === null""")
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    assert image.size == WINDOW
+    # Four coloured charts and the tiles make thousands of colours; a blank page has a few.
+    colours = image.getcolors(maxcolors=1_000_000)
+    assert len(colours) > 500, f"screenshot looks empty: {shot}"
+    dominant = max(count for count, _ in colours)
+    assert dominant < 0.9 * WINDOW[0] * WINDOW[1], f"screenshot is mostly one colour: {shot}"
