@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 export SAFAR_HOME ?= $(CURDIR)/data
 
 .PHONY: setup demo test lint bench clean
+LINT_HOME := $(CURDIR)/.venv/lint-home
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found; install Python 3.11" >&2; exit 1; }
@@ -22,10 +23,18 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/safar demo
 
-test: $(STAMP)
-	$(BIN)/ruff check safar channels dagster_project dashboards tests bench
-	$(BIN)/ruff format --check safar channels dagster_project dashboards tests bench
+test: lint
 	$(BIN)/python -m pytest -q
+
+# Python style, SQL style, and the dbt conventions (naming per layer, keys, descriptions), which
+# dbt-bouncer checks on the manifest that `dbt parse` writes without touching a warehouse.
+lint: $(STAMP)
+	$(BIN)/ruff check safar dagster_project dashboards tests bench
+	$(BIN)/ruff format --check safar dagster_project dashboards tests bench
+	$(BIN)/sqlfluff lint dbt/models
+	SAFAR_HOME=$(LINT_HOME) SAFAR_DUCKDB_EXTENSIONS=$(CURDIR)/$(VENV)/share/safar/duckdb_extensions \
+	  $(BIN)/dbt parse --project-dir dbt --profiles-dir dbt --target-path target --quiet
+	$(BIN)/dbt-bouncer run --config-file dbt-bouncer.yml
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
