@@ -127,8 +127,10 @@ def serve(home: SafarHome) -> int:
         ],
     }
     procs: dict[str, subprocess.Popen] = {}
-    # SIGTERM (a service manager, a test) stops the servers as cleanly as Ctrl-C does.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # SIGTERM (a service manager, a test) and SIGHUP stop the servers as cleanly as Ctrl-C does.
+    # SIGINT is set too: a shell starts background jobs with it ignored, and Python keeps that.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     try:
         for name, cmd in commands.items():
             out = open(log_dir / f"{name}.log", "ab")  # stays open as long as the server runs
