@@ -10,12 +10,13 @@ export SAFAR_HOME ?= $(CURDIR)/data
 .PHONY: setup demo test lint bench clean
 LINT_HOME := $(CURDIR)/.venv/lint-home
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock tests/js/package-lock.json
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found; install Python 3.11" >&2; exit 1; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	$(BIN)/safar extensions install
+	cd tests/js && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -78,11 +78,70 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_sources(args: argparse.Namespace) -> int:
+    from safar.appdb import open_app_db
+    from safar.appdb.sources import add_source, list_sources, revoke_source
+
+    engine = open_app_db(home_from_env(args.home))
+    if args.action == "add":
+        source = add_source(engine, args.name)
+        # The key alone on stdout, so `KEY=$(safar sources add web)` works.
+        print(f"created source {source.name!r} ({source.id}); its write key:", file=sys.stderr)
+        print(source.write_key)
+    elif args.action == "revoke":
+        source = revoke_source(engine, args.name)
+        print(f"revoked source {source.name!r}; its key stops working within seconds")
+    else:
+        rows = [
+            (
+                s.name,
+                s.id,
+                s.write_key,
+                f"{s.created_at:%Y-%m-%d %H:%M:%S}",
+                f"{s.revoked_at:%Y-%m-%d %H:%M:%S}" if s.revoked_at else "-",
+            )
+            for s in list_sources(engine)
+        ]
+        if not rows:
+            print("no sources yet; add one with: safar sources add NAME", file=sys.stderr)
+            return 0
+        header = ("name", "id", "write key", "created (UTC)", "revoked (UTC)")
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        for row in [header, *rows]:
+            cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+            print("  ".join(cells).rstrip())
+    return 0
+
+
+def _cmd_gateway(args: argparse.Namespace) -> int:
+    from safar.gateway.server import serve
+    from safar.gateway.settings import GatewaySettings, parse_networks
+
+    settings = GatewaySettings(
+        key_ttl_seconds=args.key_ttl,
+        flush_interval_seconds=args.flush_interval,
+        max_pending_events=args.max_pending,
+        trusted_proxies=parse_networks(args.trusted_proxy),
+    )
+    serve(home_from_env(args.home), args.host, args.port, settings)
+    return 0
+
+
 def _parse_date(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from exc
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -124,6 +183,42 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("query")
     sql.add_argument("--max-rows", type=int, default=40)
     sql.set_defaults(func=_cmd_sql)
+
+    src = sub.add_parser("sources", help="manage event sources and their write keys")
+    src_sub = src.add_subparsers(dest="action", required=True)
+    src_add = src_sub.add_parser("add", help="add a source; prints its new write key")
+    src_add.add_argument("name", help="e.g. web, ios, android, backend")
+    src_sub.add_parser("list", help="list sources with their keys")
+    src_revoke = src_sub.add_parser("revoke", help="revoke a source's write key")
+    src_revoke.add_argument("name")
+    src.set_defaults(func=_cmd_sources)
+
+    gw = sub.add_parser("gateway", help="run the Segment-compatible tracking API")
+    gw.add_argument("--host", default="127.0.0.1")
+    gw.add_argument("--port", type=_positive, default=8080)
+    gw.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDRESS[/BITS]",
+        help="believe X-Forwarded-For from this proxy (repeatable)",
+    )
+    gw.add_argument(
+        "--key-ttl", type=_positive_float, default=5.0, help="seconds a key lookup is cached"
+    )
+    gw.add_argument(
+        "--flush-interval",
+        type=_positive_float,
+        default=1.0,
+        help="seconds before accepted events are turned into a landing file",
+    )
+    gw.add_argument(
+        "--max-pending",
+        type=_positive,
+        default=1_000_000,
+        help="events accepted but not landed, past which requests get 429",
+    )
+    gw.set_defaults(func=_cmd_gateway)
 
     demo = sub.add_parser("demo", help="generate, build and serve the demo")
     demo.add_argument("--users", type=_positive, default=DEMO_USERS, help="only for a new lake")

@@ -60,6 +60,11 @@ class SafarHome:
         return self.lake / "data"
 
     @property
+    def gateway_wal(self) -> Path:
+        """The gateway's write-ahead log segments, waiting to become landing files."""
+        return self.lake / "gateway_wal"
+
+    @property
     def app_db(self) -> Path:
         return self.root / "app.sqlite"
 
@@ -78,6 +83,19 @@ def home_from_env(override: str | Path | None = None) -> SafarHome:
     """The home named by ``override``, else ``$SAFAR_HOME``, else ``./data``."""
     raw = override or os.environ.get("SAFAR_HOME") or "data"
     return SafarHome(Path(raw).expanduser().resolve())
+
+
+def app_db_url(home: SafarHome) -> str:
+    """The app DB's SQLAlchemy URL: ``$SAFAR_APP_DB_URL`` (e.g. Postgres), else the home's SQLite.
+
+    Example:
+        >>> import os
+        >>> "SAFAR_APP_DB_URL" in os.environ or app_db_url(SafarHome(Path("/srv/s"))) == (
+        ...     "sqlite:////srv/s/app.sqlite"
+        ... )
+        True
+    """
+    return os.environ.get("SAFAR_APP_DB_URL") or f"sqlite:///{home.app_db}"
 
 
 def extension_directory() -> Path:
