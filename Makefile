@@ -39,6 +39,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/gateway.py
 
 clean:
 	rm -rf $(VENV) dbt/target dbt/logs
