@@ -11,6 +11,7 @@ st.set_page_config(page_title="Safar", page_icon=":material/route:", layout="wid
 
 pages = [
     st.Page("app_pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("app_pages/live.py", title="Live", icon=":material/sensors:"),
 ]
 
 st.sidebar.title("Safar")

@@ -21,6 +21,8 @@ COLORS = {
     "reachable": "#2ca02c",
     "installs": "#2ca02c",
     "uninstalls": "#d62728",
+    "activity": "#1f77b4",
+    "other": "#c7c7c7",
 }
 
 
@@ -118,3 +120,28 @@ def build_installs_figure(df: pl.DataFrame) -> go.Figure:
         )
     fig.update_layout(barmode="group")
     return _layout(fig, title="Installs and uninstalls", x_title="Date", y_title="Devices")
+
+
+def build_events_per_minute_figure(df: pl.DataFrame) -> go.Figure:
+    """Events landed per minute, stacked: what people did, and everything else.
+
+    ``df`` is :attr:`safar.live.LiveStats.events_per_minute` (``minute``, ``events``,
+    ``activity_events``). "Other" is identifies, the platform's own events (messages sent,
+    segment changes) and other messages that are not someone using the product.
+
+    Example:
+        >>> from datetime import datetime
+        >>> df = pl.DataFrame({"minute": [datetime(2026, 1, 1, 12, 0)], "events": [5],
+        ...                    "activity_events": [3]})
+        >>> [(t.name, list(t.y)) for t in build_events_per_minute_figure(df).data]
+        [('People', [3]), ('Other', [2])]
+    """
+    minutes = df["minute"].to_list()
+    fig = go.Figure()
+    for name, values, color in (
+        ("People", df["activity_events"], COLORS["activity"]),
+        ("Other", df["events"] - df["activity_events"], COLORS["other"]),
+    ):
+        fig.add_trace(go.Bar(x=minutes, y=values.to_list(), name=name, marker_color=color))
+    fig.update_layout(barmode="stack", bargap=0.1)
+    return _layout(fig, title="Events per minute", x_title="Minute (UTC)", y_title="Events")

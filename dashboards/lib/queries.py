@@ -17,6 +17,7 @@ import duckdb
 import polars as pl
 import streamlit as st
 
+from safar import live
 from safar.config import SafarHome, home_from_env
 from safar.warehouse import connect
 
@@ -144,3 +145,20 @@ def load_installs_daily(home: str, start: date, end: date) -> pl.DataFrame:
         """,
         [start, end],
     )
+
+
+# Live numbers: short enough that the page, refreshing every few seconds, shows new events;
+# long enough that many open Live pages share one scan of the landing zone.
+LIVE_CACHE_TTL_SECONDS = 2
+
+
+@st.cache_data(ttl=LIVE_CACHE_TTL_SECONDS, max_entries=CACHE_MAX_ENTRIES, show_spinner=False)
+def has_landed_events(home: str) -> bool:
+    """Whether any event file has landed in ``home``'s landing zone."""
+    return live.has_landed_events(SafarHome(Path(home)))
+
+
+@st.cache_data(ttl=LIVE_CACHE_TTL_SECONDS, max_entries=CACHE_MAX_ENTRIES, show_spinner=False)
+def load_live_stats(home: str) -> live.LiveStats:
+    """Live stats as of now (:func:`safar.live.live_stats`), from the landing zone of ``home``."""
+    return live.live_stats(SafarHome(Path(home)))

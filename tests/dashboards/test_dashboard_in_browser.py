@@ -22,14 +22,19 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 from PIL import Image
 from websockets.sync.client import ClientConnection, connect
 
 from safar.config import SafarHome
+from safar.lake import LakeWriter
+from safar.live import live_stats
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -43,6 +48,22 @@ PAGE_DRAWN_JS = """
     && /Running/.test(document.querySelector('[data-testid="stStatusWidget"]').innerText);
   return text.includes("Total users") && charts >= 4 && !running;
 })()
+"""
+
+LIVE_DRAWN_JS = """
+(() => {
+  const text = document.body ? document.body.innerText : "";
+  const charts = document.querySelectorAll('[data-testid="stPlotlyChart"] .main-svg').length;
+  return text.includes("Active now") && text.includes("Top events") && charts >= 1;
+})()
+"""
+METRICS_JS = """
+(() => Object.fromEntries(
+  [...document.querySelectorAll('[data-testid="stMetric"]')].map(m => [
+    m.querySelector('[data-testid="stMetricLabel"]').innerText.trim(),
+    m.querySelector('[data-testid="stMetricValue"]').innerText.trim(),
+  ])
+))()
 """
 
 
@@ -74,10 +95,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-@pytest.fixture(scope="module")
-def dashboard_url(demo_home: SafarHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def _serve_dashboard(home: SafarHome, log: Path) -> Iterator[str]:
+    """``streamlit run`` the app on ``home`` at a free port; yields its URL."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
     with open(log, "wb") as out:
         server = subprocess.Popen(
             [
@@ -89,7 +110,7 @@ def dashboard_url(demo_home: SafarHome, tmp_path_factory: pytest.TempPathFactory
                 "--browser.gatherUsageStats=false",
             ],
             cwd=REPO_ROOT,
-            env={**os.environ, "SAFAR_HOME": str(demo_home.root)},
+            env={**os.environ, "SAFAR_HOME": str(home.root)},
             stdout=out,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -101,6 +122,13 @@ def dashboard_url(demo_home: SafarHome, tmp_path_factory: pytest.TempPathFactory
         yield f"http://127.0.0.1:{port}/"
     finally:
         _stop(server)
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(demo_home: SafarHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    with _serve_dashboard(demo_home, log) as url:
+        yield url
 
 
 class DevTools:
@@ -189,3 +217,92 @@ def test_overview_draws_tiles_and_charts_in_a_real_browser(
     assert len(colours) > 500, f"screenshot looks empty: {shot}"
     dominant = max(count for count, _ in colours)
     assert dominant < 0.9 * WINDOW[0] * WINDOW[1], f"screenshot is mostly one colour: {shot}"
+
+
+def _wait_until(browser: DevTools, expression: str, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not browser.evaluate(expression):
+        if time.monotonic() > deadline:
+            text = browser.evaluate("document.body ? document.body.innerText : ''")
+            pytest.fail(f"{what} within {timeout:.0f} s; the page shows:\n{text}")
+        time.sleep(0.5)
+
+
+def _land_now(home: SafarHome, *events: tuple[str, str, str, float]) -> None:
+    """Land ``(type, name, anonymous id, minutes ago)`` events, timed on the real clock."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    rows = [
+        {
+            "message_id": f"{anonymous_id}-{now.timestamp()}-{i}",
+            "type": kind,
+            "event": name,
+            "anonymous_id": anonymous_id,
+            "context_page_url": f"https://shop.example/{name.lower()}" if kind == "page" else None,
+            "timestamp": now - timedelta(minutes=minutes_ago),
+            "received_at": now - timedelta(minutes=minutes_ago),
+        }
+        for i, (kind, name, anonymous_id, minutes_ago) in enumerate(events)
+    ]
+    assert LakeWriter(home).write(pl.DataFrame(rows, infer_schema_length=None)).rejected == 0
+
+
+@pytest.fixture
+def live_home(tmp_path: Path) -> SafarHome:
+    """An hour of a small shop's traffic, up to now; no warehouse (the Live page needs none).
+
+    Events are at least two minutes clear of the five-minute edge, so nobody enters or leaves
+    "active now" while the test runs.
+    """
+    home = SafarHome(tmp_path / "live_home").ensure()
+    pages = ("Home", "Category", "Product", "Cart")
+    tracks = ("Product Viewed", "Added to Cart", "Searched")
+    _land_now(
+        home,
+        *(("page", pages[i % 4], f"a{i % 7}", 0.5 + (i % 6) * 0.5) for i in range(30)),
+        *(("track", tracks[i % 3], f"a{i % 5}", 1 + (i % 3) * 0.5) for i in range(12)),
+        *(("page", pages[i % 4], f"b{i % 11}", 7 + i * 0.75) for i in range(70)),
+        *(("track", tracks[i % 3], f"b{i % 11}", 7 + i * 0.4) for i in range(120)),
+    )
+    return home
+
+
+def test_live_page_draws_and_refreshes_itself_in_a_real_browser(
+    live_home: SafarHome, browser: DevTools, tmp_path: Path
+) -> None:
+    with _serve_dashboard(live_home, tmp_path / "streamlit.log") as url:
+        browser.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=WINDOW[0],
+            height=WINDOW[1],
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        browser.call("Page.navigate", url=url + "live")
+        _wait_until(browser, LIVE_DRAWN_JS, 60, "the Live page was not drawn")
+        time.sleep(1)  # let Plotly finish its transitions before the picture
+
+        png = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
+        shot = tmp_path / "live.png"
+        shot.write_bytes(png)
+        expected = live_stats(live_home)
+        metrics = browser.evaluate(METRICS_JS)
+        assert expected.active_people == 7
+        assert metrics["Active now"] == str(expected.active_people)
+        assert metrics["Unknown"] == str(expected.unknown_people)
+        text = browser.evaluate("document.body.innerText")
+        for label in ("Live", "Events per minute", "Top pages and screens", "last event received"):
+            assert label in text
+        assert browser.evaluate(
+            """document.querySelector('[data-testid="stException"]') === null"""
+        )
+        colours = Image.open(io.BytesIO(png)).convert("RGB").getcolors(maxcolors=1_000_000)
+        assert len(colours) > 200, f"screenshot looks empty: {shot}"
+
+        # Someone new arrives; the page shows them without a reload (st.fragment's timer).
+        _land_now(live_home, ("page", "Home", "newcomer", 0))
+        _wait_until(
+            browser,
+            f"({METRICS_JS})['Active now'] === '{expected.active_people + 1}'",
+            30,
+            "the Live page did not show the newcomer",
+        )
