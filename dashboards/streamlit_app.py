@@ -13,7 +13,10 @@ pages = [
     st.Page("app_pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
     st.Page("app_pages/live.py", title="Live", icon=":material/sensors:"),
 ]
+settings = [
+    st.Page("app_pages/install.py", title="Install", icon=":material/integration_instructions:"),
+]
 
 st.sidebar.title("Safar")
 st.sidebar.caption("Customer engagement, from the warehouse")
-st.navigation(pages).run()
+st.navigation({"Insights": pages, "Settings": settings}).run()

@@ -98,6 +98,15 @@ def app_db_url(home: SafarHome) -> str:
     return os.environ.get("SAFAR_APP_DB_URL") or f"sqlite:///{home.app_db}"
 
 
+def gateway_public_url() -> str:
+    """The gateway's address as browsers and apps reach it (``$SAFAR_GATEWAY_URL``).
+
+    The default is where ``safar gateway`` listens out of the box; behind a load balancer or
+    TLS terminator, set the public URL so the install snippets name it.
+    """
+    return os.environ.get("SAFAR_GATEWAY_URL", "http://127.0.0.1:8080").rstrip("/")
+
+
 def extension_directory() -> Path:
     """Project-local DuckDB extension directory, inside the virtual environment.
 

@@ -18,6 +18,8 @@ import polars as pl
 import streamlit as st
 
 from safar import live
+from safar.appdb import open_app_db
+from safar.appdb.sources import Source, list_sources
 from safar.config import SafarHome, home_from_env
 from safar.warehouse import connect
 
@@ -162,3 +164,13 @@ def has_landed_events(home: str) -> bool:
 def load_live_stats(home: str) -> live.LiveStats:
     """Live stats as of now (:func:`safar.live.live_stats`), from the landing zone of ``home``."""
     return live.live_stats(SafarHome(Path(home)))
+
+
+@st.cache_data(ttl=5, max_entries=8, show_spinner=False)
+def load_sources(home: str) -> list[Source]:
+    """Every source with its write key, newest first (a short TTL: keys are added by CLI)."""
+    return sorted(
+        list_sources(open_app_db(SafarHome(Path(home)))),
+        key=lambda source: source.created_at,
+        reverse=True,
+    )
