@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from datetime import date
 
+from safar import importer
 from safar.config import home_from_env
 from safar.demo import DEMO_DAYS, DEMO_SEED, DEMO_USERS
 
@@ -219,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="events accepted but not landed, past which requests get 429",
     )
     gw.set_defaults(func=_cmd_gateway)
+
+    importer.register(sub)
 
     demo = sub.add_parser("demo", help="generate, build and serve the demo")
     demo.add_argument("--users", type=_positive, default=DEMO_USERS, help="only for a new lake")

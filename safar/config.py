@@ -60,6 +60,11 @@ class SafarHome:
         return self.lake / "data"
 
     @property
+    def import_ledger(self) -> Path:
+        """One JSON file per completed bulk import (by file hash): what the lake already holds."""
+        return self.lake / "imports"
+
+    @property
     def gateway_wal(self) -> Path:
         """The gateway's write-ahead log segments, waiting to become landing files."""
         return self.lake / "gateway_wal"

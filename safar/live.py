@@ -9,7 +9,9 @@ Definitions (all times naive UTC, like the lake):
 
 - **Activity** is what the warehouse calls activity (``int_events_sessionized``): ``track``,
   ``page`` and ``screen`` messages, minus :data:`INACTIVE_EVENTS` (the platform's own system
-  events and lifecycle events nobody performs). A ``Message Sent`` is not a person being here.
+  events and lifecycle events nobody performs). A ``Message Sent`` is not a person being here,
+  and neither is an event that happened more than a day before it arrived (a bulk import or
+  backfill lands now, but describes the past).
 - **Now** is arrival time: an event counts in a window by its ``received_at`` (the gateway's
   clock), so late mobile batches count when they arrive and the chart never changes behind
   the viewer's back. Windows are half-open on the left: *active* means
@@ -474,7 +476,9 @@ select
     *,
     coalesce(user_id, anonymous_id) as distinct_id,
     type in ('track', 'page', 'screen')
-        and not list_contains($inactive, coalesce(event, type)) as is_activity,
+        and not list_contains($inactive, coalesce(event, type))
+        -- Imports and backfills arrive now but happened long ago: they are not people here now.
+        and timestamp > received_at - interval 1 day as is_activity,
 from landed
 qualify row_number() over (partition by message_id order by received_at) = 1
 """

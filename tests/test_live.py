@@ -419,3 +419,19 @@ def test_a_warehouse_without_the_models_is_ignored(warehouse_home: SafarHome, tm
     stats = stats_of(home)
 
     assert not stats.used_warehouse and stats.active_people == 5
+
+
+def test_imported_history_does_not_make_people_active_now(tmp_path: Path) -> None:
+    """A bulk import lands old events with today's received_at; they are not people here now."""
+    home = SafarHome(tmp_path).ensure()
+    now = datetime(2026, 1, 15, 12, 0)
+    rows = [
+        {"message_id": "old", "type": "track", "event": "Order Completed", "user_id": "u-old",
+         "timestamp": now - timedelta(days=40), "received_at": now - timedelta(minutes=1)},
+        {"message_id": "new", "type": "track", "event": "Product Viewed", "user_id": "u-now",
+         "timestamp": now - timedelta(minutes=1), "received_at": now - timedelta(minutes=1)},
+    ]  # fmt: skip
+    LakeWriter(home).write(pl.DataFrame(rows))
+    stats = live_stats(home, now=now, use_warehouse=False)
+    assert stats.active_people == 1
+    assert stats.events_per_minute["events"].sum() == 2  # both still landed this hour
