@@ -141,7 +141,8 @@ def split_valid(table: pa.Table) -> tuple[pa.Table, pa.Table]:
     return good.cast(RAW_SCHEMA), bad
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable (the directory entry is data too)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -158,7 +159,7 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 

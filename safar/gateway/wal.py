@@ -47,7 +47,14 @@ import pyarrow.json as pj
 
 from safar.config import SafarHome
 from safar.contract import RAW_SCHEMA
-from safar.lake import conform, new_file_id, split_valid, write_parquet_atomic, write_rejected
+from safar.lake import (
+    conform,
+    fsync_dir,
+    new_file_id,
+    split_valid,
+    write_parquet_atomic,
+    write_rejected,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +66,6 @@ _LOCK_NAME = ".lock"
 # blocks large enough for the largest row (32 KB event, escaped) many times over.
 _PARSE = pj.ParseOptions(explicit_schema=RAW_SCHEMA, unexpected_field_behavior="error")
 _READ = pj.ReadOptions(block_size=8 * 1024 * 1024)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -190,7 +189,7 @@ def flush_segment(home: SafarHome, path: Path) -> list[Path]:
             intent_path.write_bytes(orjson.dumps(planned))
             with open(intent_path, "rb") as fh:
                 os.fsync(fh.fileno())
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         for day in days:
             target = home.raw_events / planned[day] if day in planned else None
             if target is not None and target.exists():
@@ -201,7 +200,7 @@ def flush_segment(home: SafarHome, path: Path) -> list[Path]:
             written.append(target)
     path.unlink()
     intent_path.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return written
 
 
@@ -337,7 +336,7 @@ class SegmentWriter:
         self._path = self.home.gateway_wal / f"wal-{new_file_id()}.jsonl"
         self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         # The new name must be durable too, or a crash could lose the whole segment.
-        _fsync_dir(self._path.parent)
+        fsync_dir(self._path.parent)
         self._events = 0
         self._bytes = 0
         self._opened_at = time.monotonic()
