@@ -16,6 +16,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from safar.appdb import open_app_db
+from safar.appdb.sources import add_source, list_sources
 from safar.build import build
 from safar.config import PROJECT_ROOT, SafarHome
 from safar.lake import file_id_of, landing_files
@@ -24,6 +26,7 @@ DEMO_USERS = 20_000
 DEMO_DAYS = 90
 DEMO_SEED = 42
 DAGSTER_INSTANCE_YAML = PROJECT_ROOT / "dagster_project" / "dagster.yaml"
+GATEWAY_PORT = 8080
 STREAMLIT_PORT = 8501
 DAGSTER_PORT = 3000
 
@@ -87,12 +90,22 @@ def wait_for_http(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> N
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
+def demo_write_key(home: SafarHome) -> str:
+    """The write key the demo's snippets use: the first active source, else a new ``web`` one."""
+    engine = open_app_db(home)
+    try:
+        active = [source for source in list_sources(engine) if source.is_active]
+        return active[0].write_key if active else add_source(engine, "web").write_key
+    finally:
+        engine.dispose()
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
 def serve(home: SafarHome) -> int:
-    """Start Dagster and Streamlit on loopback, print their addresses, run until interrupted."""
+    """Start the gateway, Dagster and Streamlit on loopback, print where, run until interrupted."""
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "SAFAR_HOME": str(home.root)}
     env.setdefault("DAGSTER_HOME", str(home.root / "dagster"))
@@ -103,9 +116,25 @@ def serve(home: SafarHome) -> int:
         instance_yaml.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(DAGSTER_INSTANCE_YAML, instance_yaml)
     st_port, dg_port = free_port(STREAMLIT_PORT), free_port(DAGSTER_PORT)
+    gw_port = free_port(GATEWAY_PORT)
+    write_key = demo_write_key(home)
+    # The Install page prints snippets for this gateway unless the operator named a public URL.
+    env.setdefault("SAFAR_GATEWAY_URL", f"http://127.0.0.1:{gw_port}")
     log_dir = home.root / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     commands = {
+        "gateway": [
+            sys.executable,
+            "-m",
+            "safar.cli",
+            "--home",
+            str(home.root),
+            "gateway",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(gw_port),
+        ],
         "streamlit": [
             str(bin_dir / "streamlit"),
             "run",
@@ -137,10 +166,16 @@ def serve(home: SafarHome) -> int:
             procs[name] = subprocess.Popen(
                 cmd, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
             )
+        wait_for_http(f"http://127.0.0.1:{gw_port}/health", procs["gateway"])
         wait_for_http(f"http://127.0.0.1:{st_port}/_stcore/health", procs["streamlit"])
         wait_for_http(f"http://127.0.0.1:{dg_port}/server_info", procs["dagster"], timeout=300)
         print(f"Streamlit (Overview): http://127.0.0.1:{st_port}", flush=True)
         print(f"Dagster:              http://127.0.0.1:{dg_port}", flush=True)
+        print(
+            f"Gateway (events):     http://127.0.0.1:{gw_port} (write key {write_key}; "
+            "snippets on Settings → Install)",
+            flush=True,
+        )
         print(f"Logs: {log_dir}. Press Ctrl-C to stop.", flush=True)
         while all(p.poll() is None for p in procs.values()):
             time.sleep(1)

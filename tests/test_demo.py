@@ -57,20 +57,34 @@ def test_demo_serves_streamlit_and_dagster_until_stopped(small_demo: SafarHome) 
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 300
-        while len(urls) < 2 and time.monotonic() < deadline:
+        write_key = ""
+        while len(urls) < 3 and time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
                 break
             lines.append(line)
-            match = re.match(r"(Streamlit|Dagster)\b.*(http://127\.0\.0\.1:\d+)", line)
+            match = re.match(r"(Streamlit|Dagster|Gateway)\b.*(http://127\.0\.0\.1:\d+)", line)
             if match:
                 urls[match.group(1)] = match.group(2)
-        assert set(urls) == {"Streamlit", "Dagster"}, "".join(lines)
+                key = re.search(r"write key (\S+);", line)
+                if key:
+                    write_key = key.group(1)
+        assert set(urls) == {"Streamlit", "Dagster", "Gateway"}, "".join(lines)
 
         assert _get(urls["Streamlit"] + "/_stcore/health") == b"ok"
         assert b"<title>" in _get(urls["Streamlit"])
         info = json.loads(_get(urls["Dagster"] + "/server_info"))
         assert "dagster_version" in info
+        # The gateway takes events with the key the demo printed.
+        sent = urllib.request.Request(
+            urls["Gateway"] + "/v1/track",
+            data=json.dumps(
+                {"userId": "u-demo", "event": "Demo Tried", "writeKey": write_key}
+            ).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(sent, timeout=10) as resp:
+            assert json.loads(resp.read())["success"] is True
         # The instance limits warehouse writers to one run at a time.
         assert "default_limit: 1" in (small_demo.root / "dagster" / "dagster.yaml").read_text()
     finally:
