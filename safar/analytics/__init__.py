@@ -1,0 +1,1 @@
+"""Analytics: funnel (and later retention, trends) specs, event logs and engines."""
