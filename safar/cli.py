@@ -57,11 +57,17 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_sql(args: argparse.Namespace) -> int:
+    import duckdb
+
     from safar.warehouse import connect
 
     con = connect(home_from_env(args.home), read_only=True)
     try:
         con.sql(args.query).show(max_rows=args.max_rows)
+    except duckdb.Error as exc:
+        # An analyst's typo: DuckDB's message already says what and where (LINE 1: … ^).
+        print(f"safar sql: {exc}", file=sys.stderr)
+        return 1
     finally:
         con.close()
     return 0

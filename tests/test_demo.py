@@ -118,3 +118,14 @@ def test_sql_without_a_warehouse_says_what_to_do(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "run `safar build` first" in result.stderr
+
+
+def test_sql_error_names_the_problem_without_a_traceback(small_demo: SafarHome) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "safar.cli", "--home", str(small_demo.root), "sql", "selec 1"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "Parser Error" in result.stderr and "LINE 1: selec 1" in result.stderr
+    assert "Traceback" not in result.stderr
