@@ -17,7 +17,6 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -212,12 +211,6 @@ def landing_files(home: SafarHome, after_id: str | None = None) -> list[Path]:
     if after_id is not None:
         files = [f for f in files if file_id_of(f) > after_id]
     return files
-
-
-def iter_batches(home: SafarHome) -> Iterator[pa.Table]:
-    """Every landing file as an Arrow table, in write order."""
-    for path in landing_files(home):
-        yield pq.read_table(path, schema=RAW_SCHEMA)
 
 
 def _check_file(path: Path) -> str | None:
