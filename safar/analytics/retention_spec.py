@@ -19,11 +19,11 @@ from safar.analytics.spec import (
     SCOPES,
     Filter,
     SpecError,
-    _choice,
-    _filters,
-    _instant,
-    _object,
-    _text,
+    expect_choice,
+    expect_object,
+    expect_text,
+    parse_filters,
+    parse_instant,
 )
 
 PERIODS = ("hour", "day", "week", "month")
@@ -67,11 +67,11 @@ class RetentionSpec:
 
 
 def _entity(value: Any, path: str) -> Entity:
-    raw = _object(value, path, {"event", "where"})
+    raw = expect_object(value, path, {"event", "where"})
     if "event" not in raw:
         raise SpecError(f"{path}.event", "is required (null means any event)")
-    event = _text(raw["event"], f"{path}.event", nullable=True)
-    return Entity(event, _filters(raw.get("where"), f"{path}.where"))
+    event = expect_text(raw["event"], f"{path}.event", nullable=True)
+    return Entity(event, parse_filters(raw.get("where"), f"{path}.where"))
 
 
 def _positive(value: Any, path: str) -> int:
@@ -103,30 +103,30 @@ def parse_retention_spec(obj: Any) -> RetentionSpec:
     """
     keys = {"target", "returning", "period", "intervals", "type", "cumulative"}
     keys |= {"min_occurrences", "to", "from", "week_start", "timezone", "where", "breakdown"}
-    obj = _object(obj, "spec", keys)
+    obj = expect_object(obj, "spec", keys)
     if "target" not in obj:
         raise SpecError("target", "is required")
     target = _entity(obj["target"], "target")
     returning = _entity(obj["returning"], "returning") if "returning" in obj else target
 
-    period = _choice(obj.get("period", "day"), "period", PERIODS)
+    period = expect_choice(obj.get("period", "day"), "period", PERIODS)
     intervals = _positive(obj.get("intervals", 11), "intervals")
-    kind = _choice(obj.get("type", "recurring"), "type", TYPES)
+    kind = expect_choice(obj.get("type", "recurring"), "type", TYPES)
     cumulative = obj.get("cumulative", False)
     if type(cumulative) is not bool:
         raise SpecError("cumulative", "must be true or false")
     min_occurrences = _positive(obj.get("min_occurrences", 1), "min_occurrences")
-    week_start = _choice(obj.get("week_start", "sunday"), "week_start", WEEK_STARTS)
+    week_start = expect_choice(obj.get("week_start", "sunday"), "week_start", WEEK_STARTS)
 
-    timezone = _text(obj.get("timezone", "UTC"), "timezone")
+    timezone = expect_text(obj.get("timezone", "UTC"), "timezone")
     try:
         zone = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise SpecError("timezone", f"unknown time zone {timezone!r}") from None
     if obj.get("to") is None:
         raise SpecError("to", "is required")
-    date_to = _instant(obj["to"], "to", zone, end_of_day=True)
-    date_from = _instant(obj.get("from"), "from", zone, end_of_day=False)
+    date_to = parse_instant(obj["to"], "to", zone, end_of_day=True)
+    date_from = parse_instant(obj.get("from"), "from", zone, end_of_day=False)
     if date_from is not None:
         if "intervals" in obj:
             raise SpecError("intervals", "give either from or intervals, not both")
@@ -135,10 +135,10 @@ def parse_retention_spec(obj: Any) -> RetentionSpec:
 
     breakdown = None
     if obj.get("breakdown") is not None:
-        raw = _object(obj["breakdown"], "breakdown", {"property", "scope"})
+        raw = expect_object(obj["breakdown"], "breakdown", {"property", "scope"})
         breakdown = RetentionBreakdown(
-            _text(raw.get("property"), "breakdown.property"),
-            _choice(raw.get("scope", "person"), "breakdown.scope", SCOPES),
+            expect_text(raw.get("property"), "breakdown.property"),
+            expect_choice(raw.get("scope", "person"), "breakdown.scope", SCOPES),
         )
 
     return RetentionSpec(
@@ -153,6 +153,6 @@ def parse_retention_spec(obj: Any) -> RetentionSpec:
         date_from=date_from,
         week_start=week_start,
         timezone=timezone,
-        where=_filters(obj.get("where"), "where"),
+        where=parse_filters(obj.get("where"), "where"),
         breakdown=breakdown,
     )

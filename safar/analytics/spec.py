@@ -144,7 +144,8 @@ class FunnelSpec:
     aggregate_by: str | None = None
 
 
-def _object(value: Any, path: str, allowed: set[str]) -> Mapping[str, Any]:
+def expect_object(value: Any, path: str, allowed: set[str]) -> Mapping[str, Any]:
+    """``value`` as a JSON object with only ``allowed`` keys, or a SpecError at ``path``."""
     if not isinstance(value, Mapping):
         raise SpecError(path, "must be a JSON object")
     unknown = sorted(set(value) - allowed)
@@ -153,13 +154,15 @@ def _object(value: Any, path: str, allowed: set[str]) -> Mapping[str, Any]:
     return value
 
 
-def _choice(value: Any, path: str, choices: tuple[str, ...] | frozenset[str]) -> str:
+def expect_choice(value: Any, path: str, choices: tuple[str, ...] | frozenset[str]) -> str:
+    """``value`` if it is one of ``choices``, or a SpecError listing them."""
     if value not in choices:
         raise SpecError(path, f"must be one of {', '.join(sorted(choices))}, not {value!r}")
     return value
 
 
-def _text(value: Any, path: str, *, nullable: bool = False) -> str | None:
+def expect_text(value: Any, path: str, *, nullable: bool = False) -> str | None:
+    """``value`` as a non-empty string (or None when ``nullable``)."""
     if value is None and nullable:
         return None
     if not isinstance(value, str) or not value:
@@ -178,13 +181,13 @@ def _index(value: Any, path: str, n_steps: int) -> int:
 def _filter(obj: Any, path: str) -> Filter:
     if isinstance(obj, Mapping) and ("any" in obj or "all" in obj):
         key = "any" if "any" in obj else "all"
-        _object(obj, path, {key})
-        children = _filters(obj[key], f"{path}.{key}")
+        expect_object(obj, path, {key})
+        children = parse_filters(obj[key], f"{path}.{key}")
         return AnyOf(children) if key == "any" else AllOf(children)
-    obj = _object(obj, path, {"property", "scope", "op", "value"})
-    prop = _text(obj.get("property"), f"{path}.property")
-    scope = _choice(obj.get("scope", "event"), f"{path}.scope", SCOPES)
-    op = _choice(obj.get("op"), f"{path}.op", OPS)
+    obj = expect_object(obj, path, {"property", "scope", "op", "value"})
+    prop = expect_text(obj.get("property"), f"{path}.property")
+    scope = expect_choice(obj.get("scope", "event"), f"{path}.scope", SCOPES)
+    op = expect_choice(obj.get("op"), f"{path}.op", OPS)
     value = obj.get("value")
     if op in ("is_set", "is_not_set"):
         return Condition(prop, op, None, scope)
@@ -206,7 +209,8 @@ def _filter(obj: Any, path: str) -> Filter:
     return Condition(prop, op, value, scope)
 
 
-def _filters(value: Any, path: str) -> tuple[Filter, ...]:
+def parse_filters(value: Any, path: str) -> tuple[Filter, ...]:
+    """A list of filters (``{"any"|"all": [...]}`` nest); None is no filter."""
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -214,7 +218,8 @@ def _filters(value: Any, path: str) -> tuple[Filter, ...]:
     return tuple(_filter(item, f"{path}[{i}]") for i, item in enumerate(value))
 
 
-def _instant(value: Any, path: str, zone: ZoneInfo, *, end_of_day: bool) -> datetime | None:
+def parse_instant(value: Any, path: str, zone: ZoneInfo, *, end_of_day: bool) -> datetime | None:
+    """An ISO-8601 date or date-time as naive UTC; see the module docstring for the rules."""
     if value is None:
         return None
     if not isinstance(value, str):
@@ -260,37 +265,37 @@ def parse_funnel_spec(obj: Any) -> FunnelSpec:
         safar.analytics.spec.SpecError: steps: must be a non-empty list of steps
     """
     keys = {"steps", "order", "window", "from", "to", "timezone", "where", "exclusions"}
-    obj = _object(obj, "spec", keys | {"breakdown", "aggregate_by"})
+    obj = expect_object(obj, "spec", keys | {"breakdown", "aggregate_by"})
     raw_steps = obj.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
         raise SpecError("steps", "must be a non-empty list of steps")
     steps = []
     for i, raw in enumerate(raw_steps):
-        raw = _object(raw, f"steps[{i}]", {"event", "name", "where"})
+        raw = expect_object(raw, f"steps[{i}]", {"event", "name", "where"})
         if "event" not in raw:
             raise SpecError(f"steps[{i}].event", "is required (null means any event)")
-        event = _text(raw["event"], f"steps[{i}].event", nullable=True)
+        event = expect_text(raw["event"], f"steps[{i}].event", nullable=True)
         default_name = event if event is not None else "any event"
-        name = _text(raw.get("name", default_name), f"steps[{i}].name")
-        steps.append(Step(event, name, _filters(raw.get("where"), f"steps[{i}].where")))
+        name = expect_text(raw.get("name", default_name), f"steps[{i}].name")
+        steps.append(Step(event, name, parse_filters(raw.get("where"), f"steps[{i}].where")))
     n = len(steps)
 
-    order = _choice(obj.get("order", "ordered"), "order", ORDERS)
+    order = expect_choice(obj.get("order", "ordered"), "order", ORDERS)
     window = Window()
     if "window" in obj:
-        raw = _object(obj["window"], "window", {"value", "unit"})
+        raw = expect_object(obj["window"], "window", {"value", "unit"})
         value = raw.get("value", 14)
         if type(value) is not int or value <= 0:
             raise SpecError("window.value", "must be a positive integer")
-        window = Window(value, _choice(raw.get("unit", "day"), "window.unit", UNITS))
+        window = Window(value, expect_choice(raw.get("unit", "day"), "window.unit", UNITS))
 
-    timezone = _text(obj.get("timezone", "UTC"), "timezone")
+    timezone = expect_text(obj.get("timezone", "UTC"), "timezone")
     try:
         zone = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise SpecError("timezone", f"unknown time zone {timezone!r}") from None
-    date_from = _instant(obj.get("from"), "from", zone, end_of_day=False)
-    date_to = _instant(obj.get("to"), "to", zone, end_of_day=True)
+    date_from = parse_instant(obj.get("from"), "from", zone, end_of_day=False)
+    date_to = parse_instant(obj.get("to"), "to", zone, end_of_day=True)
     if date_from is not None and date_to is not None and date_from > date_to:
         raise SpecError("to", "must not be before from")
 
@@ -300,32 +305,36 @@ def parse_funnel_spec(obj: Any) -> FunnelSpec:
         raise SpecError("exclusions", "must be a list")
     for i, raw in enumerate(raw_exclusions):
         path = f"exclusions[{i}]"
-        raw = _object(raw, path, {"event", "where", "from_step", "to_step"})
+        raw = expect_object(raw, path, {"event", "where", "from_step", "to_step"})
         if "event" not in raw:
             raise SpecError(f"{path}.event", "is required (null means any event)")
-        event = _text(raw["event"], f"{path}.event", nullable=True)
+        event = expect_text(raw["event"], f"{path}.event", nullable=True)
         from_step = _index(raw.get("from_step", 0), f"{path}.from_step", n)
         to_step = _index(raw.get("to_step", n - 1), f"{path}.to_step", n)
         if from_step >= to_step:
             raise SpecError(f"{path}.to_step", f"must be after from_step ({from_step})")
-        where = _filters(raw.get("where"), f"{path}.where")
+        where = parse_filters(raw.get("where"), f"{path}.where")
         exclusions.append(Exclusion(event, from_step, to_step, where))
 
     breakdown = None
     if obj.get("breakdown") is not None:
-        raw = _object(obj["breakdown"], "breakdown", {"property", "scope", "attribution", "step"})
+        raw = expect_object(
+            obj["breakdown"], "breakdown", {"property", "scope", "attribution", "step"}
+        )
         breakdown = Breakdown(
-            _text(raw.get("property"), "breakdown.property"),
-            _choice(raw.get("scope", "event"), "breakdown.scope", SCOPES),
-            _choice(raw.get("attribution", "first_touch"), "breakdown.attribution", ATTRIBUTIONS),
+            expect_text(raw.get("property"), "breakdown.property"),
+            expect_choice(raw.get("scope", "event"), "breakdown.scope", SCOPES),
+            expect_choice(
+                raw.get("attribution", "first_touch"), "breakdown.attribution", ATTRIBUTIONS
+            ),
             _index(raw.get("step", 0), "breakdown.step", n),
         )
 
     aggregate_by = None
     raw = obj.get("aggregate_by", "person")
     if raw != "person":
-        raw = _object(raw, "aggregate_by", {"event_property"})
-        aggregate_by = _text(raw.get("event_property"), "aggregate_by.event_property")
+        raw = expect_object(raw, "aggregate_by", {"event_property"})
+        aggregate_by = expect_text(raw.get("event_property"), "aggregate_by.event_property")
 
     return FunnelSpec(
         steps=tuple(steps),
@@ -334,7 +343,7 @@ def parse_funnel_spec(obj: Any) -> FunnelSpec:
         date_from=date_from,
         date_to=date_to,
         timezone=timezone,
-        where=_filters(obj.get("where"), "where"),
+        where=parse_filters(obj.get("where"), "where"),
         exclusions=tuple(exclusions),
         breakdown=breakdown,
         aggregate_by=aggregate_by,
