@@ -30,6 +30,9 @@ ORDERS = ("ordered", "strict", "unordered")
 SCOPES = ("event", "person")
 ATTRIBUTIONS = ("first_touch", "last_touch", "all_events", "step")
 
+MAX_UNORDERED_STEPS = 6
+"""Unordered funnels cost n·2^(n-1) window values (see ``safar.analytics.funnel``)."""
+
 _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
 
 
@@ -281,6 +284,8 @@ def parse_funnel_spec(obj: Any) -> FunnelSpec:
     n = len(steps)
 
     order = expect_choice(obj.get("order", "ordered"), "order", ORDERS)
+    if order == "unordered" and n > MAX_UNORDERED_STEPS:
+        raise SpecError("steps", f"an unordered funnel has at most {MAX_UNORDERED_STEPS} steps")
     window = Window()
     if "window" in obj:
         raw = expect_object(obj["window"], "window", {"value", "unit"})

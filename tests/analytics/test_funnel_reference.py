@@ -115,6 +115,7 @@ STEPS = [{"event": "a"}, {"event": "b"}]
         ),
         ({"steps": STEPS, "breakdown": {"property": "p", "step": 5}}, "breakdown.step"),
         ({"steps": STEPS, "aggregate_by": "group"}, "aggregate_by"),
+        ({"steps": [{"event": "a"}] * 7, "order": "unordered"}, "steps"),
     ],
 )
 def test_bad_spec_names_the_field(spec: dict[str, Any], path: str) -> None:
