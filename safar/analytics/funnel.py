@@ -31,8 +31,13 @@ import duckdb
 import orjson
 from sqlglot import exp
 
-from safar.analytics.filters import compile_filters, json_path, property_key
-from safar.analytics.source import EVENTS, PERSONS
+from safar.analytics.filters import (
+    compile_filters,
+    json_path,
+    property_key,
+    uses_person_properties,
+)
+from safar.analytics.source import EVENTS, join_persons
 from safar.analytics.spec import Filter, FunnelSpec, Window
 
 _SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
@@ -155,16 +160,16 @@ def _candidates(spec: FunnelSpec) -> exp.Select:
         conditions.append(
             exp.LTE(this=exp.column("timestamp", "e"), expression=_timestamp(spec.date_to))
         )
-    return (
-        exp.select(*columns)
-        .from_(exp.alias_(exp.to_table(EVENTS), "e", table=True))
-        .join(
-            exp.alias_(exp.to_table(PERSONS), "p", table=True),
-            on=exp.EQ(this=exp.column("person_id", "p"), expression=exp.column("person_id", "e")),
-            join_type="LEFT",
-        )
-        .where(exp.and_(*conditions))
-    )
+    select = exp.select(*columns).from_(exp.alias_(exp.to_table(EVENTS), "e", table=True))
+    return join_persons(select, _needs_persons(spec)).where(exp.and_(*conditions))
+
+
+def _needs_persons(spec: FunnelSpec) -> bool:
+    filters = spec.where
+    for entity in spec.steps + spec.exclusions:
+        filters += entity.where
+    by_person = spec.breakdown is not None and spec.breakdown.scope == "person"
+    return by_person or uses_person_properties(filters)
 
 
 def _any(columns: Sequence[str]) -> exp.Expression:

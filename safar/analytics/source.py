@@ -21,6 +21,7 @@ from typing import Any
 import duckdb
 import orjson
 import pyarrow as pa
+from sqlglot import exp
 
 from safar.analytics.events import EventLog, build_event_log, load_event_log
 from safar.config import SafarHome
@@ -39,6 +40,21 @@ _EVENT_SCHEMA = pa.schema(
     ]
 )
 _PERSON_SCHEMA = pa.schema([("person_id", pa.string()), ("properties", pa.string())])
+
+
+def join_persons(select: exp.Select, needed: bool) -> exp.Select:
+    """Join person properties as ``p`` to a query over ``analytics_events e``.
+
+    When no filter or breakdown reads them, ``p.properties`` is a NULL constant instead, so
+    compiled expressions stay valid without paying for the join.
+    """
+    if needed:
+        on = exp.EQ(this=exp.column("person_id", "p"), expression=exp.column("person_id", "e"))
+        return select.join(
+            exp.alias_(exp.to_table(PERSONS), "p", table=True), on=on, join_type="LEFT"
+        )
+    nothing = exp.select(exp.alias_(exp.cast(exp.Null(), "JSON"), "properties")).subquery("p")
+    return select.join(nothing, join_type="CROSS")
 
 
 def _json(value: Any) -> str:
