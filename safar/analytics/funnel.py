@@ -430,15 +430,7 @@ def _summary_columns(n: int) -> list[exp.Expression]:
             )
         )
         if i:
-            seconds = exp.Div(
-                this=exp.Paren(
-                    this=exp.Sub(
-                        this=exp.func("epoch_us", _col(f"t{i}")),
-                        expression=exp.func("epoch_us", _col(f"t{i - 1}")),
-                    )
-                ),
-                expression=exp.Literal.number("1e6"),
-            )
+            seconds = _seconds_between(f"t{i}", f"t{i - 1}")
             columns.append(exp.alias_(exp.Avg(this=seconds), f"avg{i}"))
             columns.append(exp.alias_(exp.func("median", seconds.copy()), f"median{i}"))
     return columns
@@ -654,14 +646,12 @@ def _breakdowns(con: duckdb.DuckDBPyConnection, query: FunnelQuery) -> list[dict
     return output
 
 
-def _seconds_to_convert(n: int) -> exp.Expression:
-    return exp.Div(
-        this=exp.Sub(
-            this=exp.func("epoch_us", _col(f"t{n - 1}")),
-            expression=exp.func("epoch_us", _col("t0")),
-        ),
-        expression=exp.Literal.number("1e6"),
+def _seconds_between(later: str, earlier: str) -> exp.Expression:
+    """Seconds from column ``earlier`` to column ``later`` (timestamps), as a double."""
+    micros = exp.Sub(
+        this=exp.func("epoch_us", _col(later)), expression=exp.func("epoch_us", _col(earlier))
     )
+    return exp.Div(this=exp.Paren(this=micros), expression=exp.Literal.number("1e6"))
 
 
 def _time_to_convert(
@@ -675,7 +665,7 @@ def _time_to_convert(
     n = len(spec.steps)
     converted = exp.EQ(this=_col("reach"), expression=exp.Literal.number(n))
     seconds = (
-        exp.select(exp.alias_(_seconds_to_convert(n), "s"))
+        exp.select(exp.alias_(_seconds_between(f"t{n - 1}", "t0"), "s"))
         .from_(_subquery(plain.copy(), "results"))
         .where(converted)
     )

@@ -104,17 +104,19 @@ def connect_log(log: EventLog) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _parquet_messages(path: Path) -> Iterator[dict[str, Any]]:
+def parquet_messages(path: Path) -> Iterator[dict[str, Any]]:
     """Raw-contract rows (``safar.contract``) as Segment messages, in file order."""
     con = duckdb.connect()
     relation = con.sql(
-        "select type, event, user_id, anonymous_id, previous_id, timestamp, properties, traits"
+        "select message_id, type, event, user_id, anonymous_id, previous_id, timestamp,"
+        " properties, traits"
         " from read_parquet(?)",
         params=[str(path)],
     )
     while batch := relation.fetchmany(50_000):
-        for kind, event, user, anonymous, previous, timestamp, props, traits in batch:
+        for message_id, kind, event, user, anonymous, previous, timestamp, props, traits in batch:
             yield {
+                "messageId": message_id,
                 "type": kind,
                 "event": event,
                 "name": event,
@@ -138,7 +140,7 @@ def connect_file(path: str | Path) -> duckdb.DuckDBPyConnection:
         raise ValueError(f"{path}: no such file")
     if path.suffix == ".parquet":
         try:
-            return connect_log(build_event_log(_parquet_messages(path)))
+            return connect_log(build_event_log(parquet_messages(path)))
         except duckdb.Error as exc:
             raise ValueError(f"{path}: not a raw-contract Parquet file: {exc}") from None
     try:
@@ -166,7 +168,7 @@ def connect_warehouse(home: SafarHome) -> duckdb.DuckDBPyConnection:
     con.execute(
         f"""
         create or replace temp view {PERSONS} as
-        select person_id, json_group_object(attribute, value_json)::json as properties
+        select person_id, json_group_object(attribute, value_json::json)::json as properties
         from (
             select person_id, attribute, value_json
             from lake.int_traits_unpivoted
