@@ -40,6 +40,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/analytics.py
 
 clean:
 	rm -rf $(VENV) dbt/target dbt/logs

@@ -17,6 +17,7 @@ Python only lays the aggregated counts out as rows.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -87,8 +88,11 @@ def _subquery(select: exp.Expression, alias: str) -> exp.Subquery:
 
 def _period_sql(spec: RetentionSpec) -> exp.Expression:
     """The wall-clock period start of an event's timestamp, in SQL."""
-    utc = exp.func("timezone", exp.Literal.string("UTC"), exp.column("timestamp", "e"))
-    wall = exp.func("timezone", exp.Literal.string(spec.timezone), utc)
+    wall: exp.Expression = exp.column("timestamp", "e")
+    if spec.timezone != "UTC":
+        # Naive timestamps are UTC: make them instants, then wall time in the zone.
+        utc = exp.func("timezone", exp.Literal.string("UTC"), wall)
+        wall = exp.func("timezone", exp.Literal.string(spec.timezone), utc)
     if spec.period != "week":
         return exp.func("date_trunc", exp.Literal.string(spec.period), wall)
     if spec.week_start == "monday":
@@ -109,8 +113,23 @@ def _match(event: str | None, where: tuple[Filter, ...]) -> exp.Expression:
     return exp.Paren(this=match)
 
 
-def _events(spec: RetentionSpec, starts: list[datetime]) -> exp.Select:
-    """Every considered event with its period index (NULL outside the range)."""
+def _utc_bounds(spec: RetentionSpec, starts: list[datetime]) -> tuple[datetime, datetime]:
+    """UTC instants safely around the periods' wall-clock range (a day of margin for DST)."""
+    zone = ZoneInfo(spec.timezone)
+    end = _shift(spec, starts[-1], 1)
+
+    def utc(wall: datetime) -> datetime:
+        return wall.replace(tzinfo=zone).astimezone(UTC).replace(tzinfo=None)
+
+    return utc(starts[0]) - timedelta(days=1), utc(end) + timedelta(days=1)
+
+
+def _events(spec: RetentionSpec, starts: list[datetime], *, in_range: bool) -> exp.Select:
+    """Every considered event with its period index (NULL outside the range).
+
+    ``in_range`` reads only events near the range (a pruning hint for the Parquet scan);
+    first-time cohorts need the history before it too.
+    """
     props, person = exp.column("properties", "e"), exp.column("properties", "p")
     columns = [
         exp.alias_(exp.column("person_id", "e"), "person"),
@@ -152,38 +171,89 @@ def _events(spec: RetentionSpec, starts: list[datetime]) -> exp.Select:
     filters = spec.where + spec.target.where + spec.returning.where
     by_person = spec.breakdown is not None and spec.breakdown.scope == "person"
     select = join_persons(select, by_person or uses_person_properties(filters))
-    return select.where(compile_filters(spec.where, props, person))
+    condition = compile_filters(spec.where, props, person)
+    if in_range:
+        low, high = _utc_bounds(spec, starts)
+        stamp = exp.column("timestamp", "e")
+        condition = exp.and_(
+            exp.GTE(this=stamp, expression=_timestamp(low)),
+            exp.LT(this=stamp.copy(), expression=_timestamp(high)),
+            condition,
+        )
+    return select.where(condition)
 
 
-def _members(spec: RetentionSpec) -> exp.Select:
-    """(person, r, bv): cohort memberships, bv from the person's first target event there."""
-    first = _struct_key()
-    targets = _col("is_target")
+def _timestamp(value: datetime) -> exp.Cast:
+    return exp.cast(exp.Literal.string(value.isoformat(sep=" ")), "TIMESTAMP")
+
+
+def _first_key() -> exp.Struct:
+    """Orders a person's events: timestamp, then input order."""
+    return exp.Struct(
+        expressions=[
+            exp.PropertyEQ(this=exp.to_identifier("t"), expression=_col("t")),
+            exp.PropertyEQ(this=exp.to_identifier("s"), expression=_col("seq")),
+        ]
+    )
+
+
+def _in_range(column: str = "r") -> exp.Expression:
+    return exp.Not(this=exp.Is(this=_col(column), expression=exp.Null()))
+
+
+def _activity(spec: RetentionSpec, starts: list[datetime]) -> exp.Select:
+    """One row per person and period in range: targeted?, returning events, entry value.
+
+    The entry value is the breakdown value on the person's first target event there;
+    ``arg_min_null`` because ``arg_min`` would skip a NULL value, and the first event's NULL
+    is the answer.
+    """
+    entry: exp.Expression = exp.Null()
+    if spec.breakdown is not None:
+        entry = exp.Filter(
+            this=exp.func("arg_min_null", _col("bv"), _first_key()),
+            expression=exp.Where(this=_col("is_target")),
+        )
+    returns = exp.Filter(
+        this=exp.Count(this=exp.Star()), expression=exp.Where(this=_col("is_return"))
+    )
+    return (
+        exp.select(
+            _col("person"),
+            _col("r"),
+            exp.alias_(exp.func("bool_or", _col("is_target")), "targeted"),
+            exp.alias_(returns, "returns"),
+            exp.alias_(entry, "bv"),
+        )
+        .from_(_subquery(_events(spec, starts, in_range=True), "events"))
+        .where(_in_range())
+        .group_by(_col("person"), _col("r"))
+    )
+
+
+def _members(spec: RetentionSpec, starts: list[datetime], activity: str) -> exp.Select:
+    """(person, r, bv): cohort memberships."""
     if spec.type == "recurring":
         return (
-            exp.select(
-                _col("person"),
-                _col("r"),
-                # arg_min would skip a NULL value; the first event's NULL is the answer.
-                exp.alias_(exp.func("arg_min_null", _col("bv"), first), "bv"),
-            )
-            .from_("events")
-            .where(exp.and_(targets, exp.Not(this=exp.Is(this=_col("r"), expression=exp.Null()))))
-            .group_by(_col("person"), _col("r"))
+            exp.select(_col("person"), _col("r"), _col("bv"))
+            .from_(activity)
+            .where(_col("targeted"))
         )
+    # first_time: the period of the first-ever target event, history before the range included.
+    value = _col("bv") if spec.breakdown is not None else exp.Null()
     entry = exp.ArgMin(
         this=exp.Struct(
             expressions=[
                 exp.PropertyEQ(this=exp.to_identifier("r"), expression=_col("r")),
-                exp.PropertyEQ(this=exp.to_identifier("bv"), expression=_col("bv")),
+                exp.PropertyEQ(this=exp.to_identifier("bv"), expression=value),
             ]
         ),
-        expression=first.copy(),
+        expression=_first_key(),
     )
     firsts = (
         exp.select(_col("person"), exp.alias_(entry, "entry"))
-        .from_("events")
-        .where(targets)
+        .from_(_subquery(_events(spec, starts, in_range=False), "events"))
+        .where(_col("is_target"))
         .group_by(_col("person"))
     )
     r = exp.func("struct_extract", _col("entry"), exp.Literal.string("r"))
@@ -195,40 +265,24 @@ def _members(spec: RetentionSpec) -> exp.Select:
     )
 
 
-def _struct_key() -> exp.Struct:
-    return exp.Struct(
-        expressions=[
-            exp.PropertyEQ(this=exp.to_identifier("t"), expression=_col("t")),
-            exp.PropertyEQ(this=exp.to_identifier("s"), expression=_col("seq")),
-        ]
-    )
-
-
-def _returned(spec: RetentionSpec) -> exp.Select:
+def _returned(spec: RetentionSpec, activity: str) -> exp.Select:
     """(person, r): periods in which a person returned often enough."""
-    enough = exp.GTE(
-        this=exp.Count(this=exp.Star()), expression=exp.Literal.number(spec.min_occurrences)
+    enough = exp.GTE(this=_col("returns"), expression=exp.Literal.number(spec.min_occurrences))
+    return exp.select(_col("person"), _col("r")).from_(activity).where(enough)
+
+
+def _temp_table(con: duckdb.DuckDBPyConnection, name: str, select: exp.Select) -> None:
+    create = exp.Create(
+        this=exp.to_table(name),
+        kind="TABLE",
+        replace=True,
+        expression=select,
+        properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
     )
-    return (
-        exp.select(_col("person"), _col("r"))
-        .from_("events")
-        .where(
-            exp.and_(_col("is_return"), exp.Not(this=exp.Is(this=_col("r"), expression=exp.Null())))
-        )
-        .group_by(_col("person"), _col("r"))
-        .having(enough)
-    )
+    con.execute(create.sql("duckdb"))
 
 
-def _with(select: exp.Select, spec: RetentionSpec, starts: list[datetime]) -> exp.Select:
-    return (
-        select.with_("events", _events(spec, starts))
-        .with_("members", _members(spec))
-        .with_("returned", _returned(spec))
-    )
-
-
-def _offsets(spec: RetentionSpec) -> exp.Select:
+def _offsets(spec: RetentionSpec, tables: dict[str, str]) -> exp.Select:
     """(person, r, bv, c): member of cohort r, returned c periods later (c >= 1).
 
     Cumulative counts a return in r + c or later: every c up to the last return.
@@ -244,9 +298,9 @@ def _offsets(spec: RetentionSpec) -> exp.Select:
                 exp.column("bv", "m"),
                 exp.alias_(exp.Sub(this=back.copy(), expression=member.copy()), "c"),
             )
-            .from_(exp.alias_(exp.to_table("members"), "m", table=True))
+            .from_(exp.alias_(exp.to_table(tables["members"]), "m", table=True))
             .join(
-                exp.alias_(exp.to_table("returned"), "q", table=True),
+                exp.alias_(exp.to_table(tables["returned"]), "q", table=True),
                 on=exp.and_(same, later),
             )
         )
@@ -258,8 +312,10 @@ def _offsets(spec: RetentionSpec) -> exp.Select:
             exp.column("bv", "m"),
             exp.alias_(last, "span"),
         )
-        .from_(exp.alias_(exp.to_table("members"), "m", table=True))
-        .join(exp.alias_(exp.to_table("returned"), "q", table=True), on=exp.and_(same, later))
+        .from_(exp.alias_(exp.to_table(tables["members"]), "m", table=True))
+        .join(
+            exp.alias_(exp.to_table(tables["returned"]), "q", table=True), on=exp.and_(same, later)
+        )
         .group_by(exp.column("person", "m"), member.copy(), exp.column("bv", "m"))
     )
     c = exp.func(
@@ -322,19 +378,37 @@ def run_retention(
     starts = period_starts(spec)
     if actors is not None and not 0 <= actors < len(starts):
         raise ValueError(f"actors: row {actors} is out of range 0..{len(starts) - 1}")
-    sizes_query = _with(
+    # Members and returns are small (people × periods): work out the events once into temp
+    # tables, then count from them.
+    suffix = uuid.uuid4().hex
+    tables = {name: f"_retention_{name}_{suffix}" for name in ("activity", "members", "returned")}
+    try:
+        _temp_table(con, tables["activity"], _activity(spec, starts))
+        _temp_table(con, tables["members"], _members(spec, starts, tables["activity"]))
+        _temp_table(con, tables["returned"], _returned(spec, tables["activity"]))
+        return _report(con, spec, starts, tables, actors)
+    finally:
+        for name in tables.values():
+            drop = exp.Drop(tables=[exp.to_table(name)], kind="TABLE", exists=True)
+            con.execute(drop.sql("duckdb"))
+
+
+def _report(
+    con: duckdb.DuckDBPyConnection,
+    spec: RetentionSpec,
+    starts: list[datetime],
+    tables: dict[str, str],
+    actors: int | None,
+) -> dict[str, Any]:
+    sizes_query = (
         exp.select(_col("bv"), _col("r"), exp.Count(this=exp.Star()))
-        .from_("members")
-        .group_by(_col("bv"), _col("r")),
-        spec,
-        starts,
+        .from_(tables["members"])
+        .group_by(_col("bv"), _col("r"))
     )
-    returns_query = _with(
+    returns_query = (
         exp.select(_col("bv"), _col("r"), _col("c"), exp.Count(this=exp.Star()))
-        .from_(_subquery(_offsets(spec), "offsets"))
-        .group_by(_col("bv"), _col("r"), _col("c")),
-        spec,
-        starts,
+        .from_(_subquery(_offsets(spec, tables), "offsets"))
+        .group_by(_col("bv"), _col("r"), _col("c"))
     )
     sizes: dict[str | None, dict[int, int]] = {}
     for bucket, r, count in con.sql(sizes_query.sql("duckdb")).fetchall():
@@ -364,35 +438,33 @@ def run_retention(
         rows.sort(key=lambda row: (-row[0], _text(row[1])))
         output["breakdowns"] = [{"value": v, "cohorts": c} for _, v, c in rows]
     if actors is not None:
-        output["actors"] = _actors(con, spec, starts, actors)
+        output["actors"] = _actors(con, spec, tables, actors)
     return output
 
 
 def _actors(
-    con: duckdb.DuckDBPyConnection, spec: RetentionSpec, starts: list[datetime], row: int
+    con: duckdb.DuckDBPyConnection, spec: RetentionSpec, tables: dict[str, str], row: int
 ) -> list[dict[str, Any]]:
     row_literal = exp.Literal.number(row)
     members = (
         exp.select(_col("person"))
-        .from_("members")
+        .from_(tables["members"])
         .where(exp.EQ(this=_col("r"), expression=row_literal))
     )
     offsets = (
         exp.select(_col("person"), exp.alias_(exp.func("list", _col("c")), "cs"))
-        .from_(_subquery(_offsets(spec), "offsets"))
+        .from_(_subquery(_offsets(spec, tables), "offsets"))
         .where(exp.EQ(this=_col("r"), expression=row_literal.copy()))
         .group_by(_col("person"))
     )
-    query = _with(
+    query = (
         exp.select(exp.column("person", "m"), exp.column("cs", "o"))
         .from_(_subquery(members, "m"))
         .join(
             _subquery(offsets, "o"),
             on=exp.EQ(this=exp.column("person", "o"), expression=exp.column("person", "m")),
             join_type="LEFT",
-        ),
-        spec,
-        starts,
+        )
     )
     listed = []
     for person, columns in sorted(con.sql(query.sql("duckdb")).fetchall()):
