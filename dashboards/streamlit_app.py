@@ -12,6 +12,9 @@ st.set_page_config(page_title="Safar", page_icon=":material/route:", layout="wid
 pages = [
     st.Page("app_pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
     st.Page("app_pages/live.py", title="Live", icon=":material/sensors:"),
+    st.Page("app_pages/funnels.py", title="Funnels", icon=":material/filter_alt:"),
+    st.Page("app_pages/retention.py", title="Retention", icon=":material/grid_on:"),
+    st.Page("app_pages/trends.py", title="Events & Trends", icon=":material/show_chart:"),
 ]
 settings = [
     st.Page("app_pages/install.py", title="Install", icon=":material/integration_instructions:"),

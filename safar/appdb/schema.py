@@ -18,3 +18,19 @@ sources = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("revoked_at", sa.DateTime),
 )
+
+INSIGHT_KINDS = ("funnel", "retention", "trends")
+
+saved_insights = sa.Table(
+    "saved_insights",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("kind", "name", name="uq_saved_insights_kind_name"),
+    sa.CheckConstraint("kind in ('funnel', 'retention', 'trends')", name="ck_saved_insights_kind"),
+)
