@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import date
-from typing import Any
 
 from safar import importer
 from safar.analytics import commands as analytics_commands
@@ -137,73 +135,6 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
-# Trends, lifecycle and stickiness: `safar trends|lifecycle|stickiness --spec SPEC.json`. They
-# share spec loading, the event source, output formats and bad-spec reporting (exit 2) with
-# `safar funnel|retention` through safar.analytics.commands.
-
-
-def _series_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    """A ``{"series": [...]}`` result as one table: a column per line, a row per label.
-
-    The last row holds each line's total.
-
-    Example:
-        >>> _series_table({"series": [{"name": "a", "breakdown_value": None, "labels": ["x"],
-        ...                            "values": [2], "total": 2}]})
-        (['label', 'a · (none)'], [['x', 2], ['total', 2]])
-    """
-    lines = result["series"]
-    columns = ["label"]
-    for line in lines:
-        title = str(line.get("name", line.get("status")))
-        if "breakdown_value" in line:
-            value = line["breakdown_value"]
-            shown = value if isinstance(value, str) else json.dumps(value)
-            title = f"{title} · {'(none)' if value is None else shown}"
-        columns.append(title)
-    labels = lines[0]["labels"] if lines else []
-    rows = [[label, *(line["values"][i] for line in lines)] for i, label in enumerate(labels)]
-    rows.append(["total", *(line["total"] for line in lines)])
-    return columns, rows
-
-
-def _run_series_command(
-    args: argparse.Namespace,
-    parse: Callable[[Any], Any],
-    run: Callable[[Any, Any], dict[str, Any]],
-) -> int:
-    """Parse ``--spec`` with ``parse``, ``run`` it on the source, print the result."""
-    spec = analytics_commands.load_spec(args.spec, parse)
-    con = analytics_commands.open_source(args.events, args.home)
-    try:
-        result = run(con, spec)
-    finally:
-        con.close()
-    analytics_commands.print_result(result, args.format, _series_table)
-    return 0
-
-
-def _cmd_trends(args: argparse.Namespace) -> int:
-    from safar.analytics.trends import run_trends
-    from safar.analytics.trends_spec import parse_trends_spec
-
-    return _run_series_command(args, parse_trends_spec, run_trends)
-
-
-def _cmd_lifecycle(args: argparse.Namespace) -> int:
-    from safar.analytics.lifecycle import run_lifecycle
-    from safar.analytics.trends_spec import parse_lifecycle_spec
-
-    return _run_series_command(args, parse_lifecycle_spec, run_lifecycle)
-
-
-def _cmd_stickiness(args: argparse.Namespace) -> int:
-    from safar.analytics.stickiness import run_stickiness
-    from safar.analytics.trends_spec import parse_stickiness_spec
-
-    return _run_series_command(args, parse_stickiness_spec, run_stickiness)
-
-
 def _parse_date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -299,14 +230,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     importer.register(sub)
     analytics_commands.register(sub)
-    for name, command, summary in (
-        ("trends", _cmd_trends, "run a trends spec (counts, people, DAU/WAU/MAU, sums)"),
-        ("lifecycle", _cmd_lifecycle, "run a lifecycle spec (new, returning, dormant, ...)"),
-        ("stickiness", _cmd_stickiness, "run a stickiness spec (people by active periods)"),
-    ):
-        analysis = sub.add_parser(name, help=summary)
-        analytics_commands.add_source_arguments(analysis)
-        analysis.set_defaults(func=analytics_commands.guarded(command))
 
     demo = sub.add_parser("demo", help="generate, build and serve the demo")
     demo.add_argument("--users", type=_positive, default=DEMO_USERS, help="only for a new lake")

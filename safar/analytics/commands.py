@@ -1,9 +1,9 @@
-"""``safar funnel`` and ``safar retention``: run a spec file and print the result.
+"""``safar funnel | retention | trends | lifecycle | stickiness``: run a spec, print the result.
 
 Each command reads ``--events PATH`` (JSONL of Segment messages or raw-contract Parquet) or,
 without it, the warehouse of ``SAFAR_HOME``. JSON goes to stdout; ``--format table|csv``
-prints the main rows instead (funnel steps, retention cohorts). A bad spec exits with 2 and
-one line on stderr naming the field.
+prints the main rows instead (funnel steps, retention cohorts, one column per series). A bad
+spec exits with 2 and one line on stderr naming the field.
 """
 
 from __future__ import annotations
@@ -140,6 +140,68 @@ def _cmd_retention(args: argparse.Namespace) -> int:
     return 0
 
 
+def _series_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """A ``{"series": [...]}`` result as one table: a column per line, a row per label.
+
+    The last row holds each line's total.
+
+    Example:
+        >>> _series_table({"series": [{"name": "a", "breakdown_value": None, "labels": ["x"],
+        ...                            "values": [2], "total": 2}]})
+        (['label', 'a · (none)'], [['x', 2], ['total', 2]])
+    """
+    lines = result["series"]
+    columns = ["label"]
+    for line in lines:
+        title = str(line.get("name", line.get("status")))
+        if "breakdown_value" in line:
+            value = line["breakdown_value"]
+            shown = value if isinstance(value, str) else json.dumps(value)
+            title = f"{title} · {'(none)' if value is None else shown}"
+        columns.append(title)
+    labels = lines[0]["labels"] if lines else []
+    rows = [[label, *(line["values"][i] for line in lines)] for i, label in enumerate(labels)]
+    rows.append(["total", *(line["total"] for line in lines)])
+    return columns, rows
+
+
+def _run_series_command(
+    args: argparse.Namespace,
+    parse: Callable[[Any], Any],
+    run: Callable[[Any, Any], dict[str, Any]],
+) -> int:
+    """Parse ``--spec`` with ``parse``, ``run`` it on the source, print the result."""
+    spec = load_spec(args.spec, parse)
+    con = open_source(args.events, args.home)
+    try:
+        result = run(con, spec)
+    finally:
+        con.close()
+    print_result(result, args.format, _series_table)
+    return 0
+
+
+def _cmd_trends(args: argparse.Namespace) -> int:
+    from safar.analytics.trends import run_trends
+    from safar.analytics.trends_spec import parse_trends_spec
+
+    return _run_series_command(args, parse_trends_spec, run_trends)
+
+
+def _cmd_lifecycle(args: argparse.Namespace) -> int:
+    from safar.analytics.lifecycle import run_lifecycle
+    from safar.analytics.trends_spec import parse_lifecycle_spec
+
+    return _run_series_command(args, parse_lifecycle_spec, run_lifecycle)
+
+
+def _cmd_stickiness(args: argparse.Namespace) -> int:
+    from safar.analytics.stickiness import run_stickiness
+    from safar.analytics.trends_spec import parse_stickiness_spec
+
+    return _run_series_command(args, parse_stickiness_spec, run_stickiness)
+
+
 def guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Report a bad spec on one stderr line and exit with 2 (other errors: ``safar.cli``)."""
 
@@ -165,7 +227,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``funnel`` and ``retention`` to the ``safar`` command line."""
+    """Add the analytics commands to the ``safar`` command line."""
     funnel = sub.add_parser("funnel", help="run a funnel spec")
     add_source_arguments(funnel)
     funnel.add_argument(
@@ -187,3 +249,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--actors", type=int, help="list the members of cohort row ROW (0-based)"
     )
     retention.set_defaults(func=guarded(_cmd_retention))
+
+    for name, command, summary in (
+        ("trends", _cmd_trends, "run a trends spec (counts, people, DAU/WAU/MAU, sums)"),
+        ("lifecycle", _cmd_lifecycle, "run a lifecycle spec (new, returning, dormant, ...)"),
+        ("stickiness", _cmd_stickiness, "run a stickiness spec (people by active periods)"),
+    ):
+        analysis = sub.add_parser(name, help=summary)
+        add_source_arguments(analysis)
+        analysis.set_defaults(func=guarded(command))

@@ -580,6 +580,10 @@ class FunnelQuery:
         )
 
 
+def _json(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
 def _loads(key: str | None) -> Any:
     return None if key is None else orjson.loads(key)
 
@@ -642,7 +646,8 @@ def _breakdowns(con: duckdb.DuckDBPyConnection, query: FunnelQuery) -> list[dict
         steps = _steps(replace(spec, breakdown=None), values)
         if steps[0]["count"]:
             output.append({"value": [_loads(bucket)], "steps": steps})
-    output.sort(key=lambda r: (-r["steps"][0]["count"], _text(r["value"][0])))
+    # 1 and "1" share a text: their JSON breaks the tie, so the order never depends on the scan.
+    output.sort(key=lambda r: (-r["steps"][0]["count"], _text(r["value"][0]), _json(r["value"][0])))
     return output
 
 

@@ -435,7 +435,7 @@ def _report(
             value = None if bucket is None else orjson.loads(bucket)
             cohorts = _cohorts(spec, starts, by_row, returns.get(bucket, {}))
             rows.append((sum(by_row.values()), value, cohorts))
-        rows.sort(key=lambda row: (-row[0], _text(row[1])))
+        rows.sort(key=lambda row: (-row[0], _text(row[1]), orjson.dumps(row[1])))
         output["breakdowns"] = [{"value": v, "cohorts": c} for _, v, c in rows]
     if actors is not None:
         output["actors"] = _actors(con, spec, tables, actors)

@@ -27,6 +27,7 @@ Rules implemented (``spec`` is a :class:`safar.analytics.spec.FunnelSpec`):
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 from collections.abc import Callable, Sequence
@@ -379,7 +380,9 @@ def _breakdowns(spec: FunnelSpec, log: EventLog, units: dict[Any, list[Event]]) 
         steps = _summary(replace(spec, breakdown=None), results)
         if steps[0]["count"]:
             rows.append({"value": [value], "steps": steps})
-    rows.sort(key=lambda r: (-r["steps"][0]["count"], _text(r["value"][0])))
+    rows.sort(
+        key=lambda r: (-r["steps"][0]["count"], _text(r["value"][0]), json.dumps(r["value"][0]))
+    )
     return rows
 
 

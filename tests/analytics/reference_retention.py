@@ -20,6 +20,7 @@ Rules implemented (``spec`` is a :class:`safar.analytics.retention_spec.Retentio
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -150,7 +151,9 @@ def run_retention(spec: RetentionSpec, log: EventLog, actors: int | None = None)
                 bucket = buckets.setdefault(repr(value), (value, [{} for _ in starts]))[1]
                 bucket[r][person] = event
         rows = [{"value": v, "cohorts": cohorts(b)} for v, b in buckets.values()]
-        rows.sort(key=lambda row: (-_size(row["cohorts"]), _text(row["value"])))
+        rows.sort(
+            key=lambda row: (-_size(row["cohorts"]), _text(row["value"]), json.dumps(row["value"]))
+        )
         output["breakdowns"] = rows
     if actors is not None:
         listed = []
