@@ -4,7 +4,7 @@ import json
 
 import streamlit as st
 
-from dashboards.lib import charts, forms, queries, results, saved
+from dashboards.lib import charts, forms, guards, queries, results, saved
 from dashboards.lib.periods import default_period
 from safar.analytics.spec import ATTRIBUTIONS, ORDERS, UNITS
 
@@ -28,19 +28,7 @@ st.caption(
 )
 
 home = queries.current_home()
-try:
-    names = queries.load_event_names(home)
-    first_day, last_day = queries.load_event_days(home)
-except queries.WarehouseNotReady as exc:
-    st.info(
-        "**The warehouse is not built yet.** Generate or ingest events, then run "
-        f"`safar build`.\n\nDetails: {exc}",
-        icon=":material/construction:",
-    )
-    st.stop()
-if not names:
-    st.info(f"The warehouse at `{home}` has no events yet.", icon=":material/hourglass:")
-    st.stop()
+names, first_day, last_day = guards.event_catalog(home)
 
 saved.open_saved(home, "funnel", P, forms.funnel_state)
 if f"{P}n_steps" not in st.session_state:

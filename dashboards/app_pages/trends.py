@@ -4,7 +4,7 @@ import json
 
 import streamlit as st
 
-from dashboards.lib import charts, forms, queries, results, saved
+from dashboards.lib import charts, forms, guards, queries, results, saved
 from dashboards.lib.periods import default_period
 from safar.analytics.retention_spec import PERIODS
 from safar.analytics.trends_spec import MATHS, PROPERTY_MATHS
@@ -15,19 +15,7 @@ st.title("Events & Trends")
 st.caption("One line per series: a number per period, from the events that match it.")
 
 home = queries.current_home()
-try:
-    names = queries.load_event_names(home)
-    first_day, last_day = queries.load_event_days(home)
-except queries.WarehouseNotReady as exc:
-    st.info(
-        "**The warehouse is not built yet.** Generate or ingest events, then run "
-        f"`safar build`.\n\nDetails: {exc}",
-        icon=":material/construction:",
-    )
-    st.stop()
-if not names:
-    st.info(f"The warehouse at `{home}` has no events yet.", icon=":material/hourglass:")
-    st.stop()
+names, first_day, last_day = guards.event_catalog(home)
 
 saved.open_saved(home, "trends", P, forms.trends_state)
 if f"{P}n_series" not in st.session_state:

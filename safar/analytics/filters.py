@@ -46,7 +46,8 @@ def property_key(props: exp.Expression, prop: str) -> exp.Expression:
     return exp.func("nullif", value, exp.Literal.string("null"))
 
 
-def _python_text(value: Any) -> str:
+def value_text(value: Any) -> str:
+    """A JSON value as filters compare it as text: ``true``/``false``, numbers as printed."""
     if value is True:
         return "true"
     if value is False:
@@ -73,7 +74,7 @@ class _Property:
 
     def compare(self, op: type[exp.Binary], target: Any) -> exp.Expression:
         """``value op target`` by the kind rules above (NULL when unset)."""
-        text = op(this=self.text.copy(), expression=exp.Literal.string(_python_text(target)))
+        text = op(this=self.text.copy(), expression=exp.Literal.string(value_text(target)))
         if not _is_number(target):
             return text
         number = op(
@@ -96,7 +97,7 @@ def _condition(cond: Condition, props: exp.Expression) -> exp.Expression:
         hit = exp.func("coalesce", exp.Paren(this=hit), exp.false())
         return hit if op == "eq" else exp.Not(this=hit)
     if op in ("contains", "not_contains"):
-        needle = exp.Literal.string(_python_text(cond.value).lower())
+        needle = exp.Literal.string(value_text(cond.value).lower())
         hit = exp.func("contains", exp.Lower(this=value.text.copy()), needle)
         hit = exp.func("coalesce", hit, exp.false())
         return hit if op == "contains" else exp.Not(this=hit)

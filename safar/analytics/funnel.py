@@ -36,6 +36,7 @@ from safar.analytics.filters import (
     json_path,
     property_key,
     uses_person_properties,
+    value_text,
 )
 from safar.analytics.source import EVENTS, join_persons
 from safar.analytics.spec import Filter, FunnelSpec, Window
@@ -459,14 +460,6 @@ def _steps(spec: FunnelSpec, row: Sequence[Any]) -> list[dict[str, Any]]:
     return steps
 
 
-def _text(value: Any) -> str:
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    return str(value)
-
-
 class FunnelQuery:
     """A compiled funnel; each method returns a query over the analytics relations."""
 
@@ -580,10 +573,6 @@ class FunnelQuery:
         )
 
 
-def _json(value: Any) -> bytes:
-    return orjson.dumps(value)
-
-
 def _loads(key: str | None) -> Any:
     return None if key is None else orjson.loads(key)
 
@@ -647,7 +636,13 @@ def _breakdowns(con: duckdb.DuckDBPyConnection, query: FunnelQuery) -> list[dict
         if steps[0]["count"]:
             output.append({"value": [_loads(bucket)], "steps": steps})
     # 1 and "1" share a text: their JSON breaks the tie, so the order never depends on the scan.
-    output.sort(key=lambda r: (-r["steps"][0]["count"], _text(r["value"][0]), _json(r["value"][0])))
+    output.sort(
+        key=lambda r: (
+            -r["steps"][0]["count"],
+            value_text(r["value"][0]),
+            orjson.dumps(r["value"][0]),
+        )
+    )
     return output
 
 

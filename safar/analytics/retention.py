@@ -26,7 +26,12 @@ import duckdb
 import orjson
 from sqlglot import exp
 
-from safar.analytics.filters import compile_filters, property_key, uses_person_properties
+from safar.analytics.filters import (
+    compile_filters,
+    property_key,
+    uses_person_properties,
+    value_text,
+)
 from safar.analytics.retention_spec import RetentionSpec
 from safar.analytics.source import EVENTS, join_persons
 from safar.analytics.spec import Filter
@@ -351,14 +356,6 @@ def _cohorts(
     ]
 
 
-def _text(value: Any) -> str:
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    return str(value)
-
-
 def run_retention(
     con: duckdb.DuckDBPyConnection, spec: RetentionSpec, actors: int | None = None
 ) -> dict[str, Any]:
@@ -435,7 +432,7 @@ def _report(
             value = None if bucket is None else orjson.loads(bucket)
             cohorts = _cohorts(spec, starts, by_row, returns.get(bucket, {}))
             rows.append((sum(by_row.values()), value, cohorts))
-        rows.sort(key=lambda row: (-row[0], _text(row[1]), orjson.dumps(row[1])))
+        rows.sort(key=lambda row: (-row[0], value_text(row[1]), orjson.dumps(row[1])))
         output["breakdowns"] = [{"value": v, "cohorts": c} for _, v, c in rows]
     if actors is not None:
         output["actors"] = _actors(con, spec, tables, actors)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from safar.analytics.spec import (
     SCOPES,
@@ -24,6 +23,7 @@ from safar.analytics.spec import (
     expect_text,
     parse_filters,
     parse_instant,
+    parse_timezone,
 )
 
 PERIODS = ("hour", "day", "week", "month")
@@ -118,11 +118,7 @@ def parse_retention_spec(obj: Any) -> RetentionSpec:
     min_occurrences = _positive(obj.get("min_occurrences", 1), "min_occurrences")
     week_start = expect_choice(obj.get("week_start", "sunday"), "week_start", WEEK_STARTS)
 
-    timezone = expect_text(obj.get("timezone", "UTC"), "timezone")
-    try:
-        zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise SpecError("timezone", f"unknown time zone {timezone!r}") from None
+    timezone, zone = parse_timezone(obj.get("timezone", "UTC"))
     if obj.get("to") is None:
         raise SpecError("to", "is required")
     date_to = parse_instant(obj["to"], "to", zone, end_of_day=True)

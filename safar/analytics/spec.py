@@ -243,6 +243,15 @@ def parse_instant(value: Any, path: str, zone: ZoneInfo, *, end_of_day: bool) ->
     return parsed.astimezone(UTC).replace(tzinfo=None)
 
 
+def parse_timezone(value: Any, path: str = "timezone") -> tuple[str, ZoneInfo]:
+    """An IANA time zone name and its zone, or a SpecError at ``path``."""
+    name = expect_text(value, path)
+    try:
+        return name, ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SpecError(path, f"unknown time zone {name!r}") from None
+
+
 def parse_funnel_spec(obj: Any) -> FunnelSpec:
     """Parse a funnel spec (already decoded from JSON), filling the documented defaults.
 
@@ -294,11 +303,7 @@ def parse_funnel_spec(obj: Any) -> FunnelSpec:
             raise SpecError("window.value", "must be a positive integer")
         window = Window(value, expect_choice(raw.get("unit", "day"), "window.unit", UNITS))
 
-    timezone = expect_text(obj.get("timezone", "UTC"), "timezone")
-    try:
-        zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise SpecError("timezone", f"unknown time zone {timezone!r}") from None
+    timezone, zone = parse_timezone(obj.get("timezone", "UTC"))
     date_from = parse_instant(obj.get("from"), "from", zone, end_of_day=False)
     date_to = parse_instant(obj.get("to"), "to", zone, end_of_day=True)
     if date_from is not None and date_to is not None and date_from > date_to:

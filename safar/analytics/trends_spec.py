@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from safar.analytics.retention_spec import PERIODS, WEEK_STARTS
 from safar.analytics.spec import (
@@ -26,6 +25,7 @@ from safar.analytics.spec import (
     expect_text,
     parse_filters,
     parse_instant,
+    parse_timezone,
 )
 
 MATHS = ("total", "unique_persons", "dau", "wau", "mau", "sum", "avg", "min", "max", "median")
@@ -105,11 +105,7 @@ class StickinessSpec:
 def _periods(obj: Any) -> Periods:
     interval = expect_choice(obj.get("interval", "day"), "interval", PERIODS)
     week_start = expect_choice(obj.get("week_start", "sunday"), "week_start", WEEK_STARTS)
-    timezone = expect_text(obj.get("timezone", "UTC"), "timezone")
-    try:
-        zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise SpecError("timezone", f"unknown time zone {timezone!r}") from None
+    timezone, zone = parse_timezone(obj.get("timezone", "UTC"))
     if obj.get("to") is None:
         raise SpecError("to", "is required")
     date_to = parse_instant(obj["to"], "to", zone, end_of_day=True)
