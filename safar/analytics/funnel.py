@@ -505,7 +505,7 @@ class FunnelQuery:
             exp.select(
                 exp.column("unit", "b"),
                 exp.column("bucket", "b"),
-                exp.Star(**{"except": [exp.column("unit", "b"), exp.column("bucket", "b")]}),
+                exp.Star(except_=[exp.column("unit", "b"), exp.column("bucket", "b")]),
             )
             .from_(_subquery(self.plain(), "res"))
             .join(
@@ -536,7 +536,7 @@ class FunnelQuery:
         )
         expanded = (
             exp.select(
-                exp.Star(**{"except": [exp.column(b, "c")]}),
+                exp.Star(except_=[exp.column(b, "c")]),
                 exp.alias_(exp.Paren(this=only_value), b),
                 exp.alias_(value.copy(), "candidate"),
                 exp.alias_(exp.column("seen", "vals"), "seen"),

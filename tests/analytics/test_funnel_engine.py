@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from reference_funnel import run_funnel as reference_funnel
 
@@ -137,8 +137,28 @@ def _specs(draw: st.DrawFn) -> dict[str, Any]:
     return spec
 
 
+_TRACK = {"type": "track", "userId": "u1", "properties": {}}
+
+# Found by hypothesis: step attribution must keep valueless step-1 events out of the run for
+# a value (the engine once selected the unrestricted step column next to the restricted one).
+_STEP_ATTRIBUTION_REGRESSION = example(
+    messages=[
+        {**_TRACK, "event": "b", "timestamp": "2026-01-01T00:01:00Z", "properties": {"p": 1}},
+        *({**_TRACK, "event": "a", "timestamp": "2026-01-01T00:00:00Z"} for _ in range(2)),
+        {**_TRACK, "event": "b", "timestamp": "2026-01-01T00:00:00Z"},
+    ],
+    raw_spec={
+        "steps": [{"event": "b"}, {"event": "a"}, {"event": "a"}],
+        "window": {"value": 1, "unit": "minute"},
+        "breakdown": {"property": "p", "attribution": "step", "step": 0},
+    },
+    persons=None,
+)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(messages=_messages(), raw_spec=_specs(), persons=st.sampled_from([None, 1, 2, -2]))
+@_STEP_ATTRIBUTION_REGRESSION
 def test_engine_equals_reference_on_random_logs(
     messages: list[dict[str, Any]], raw_spec: dict[str, Any], persons: int | None
 ) -> None:
