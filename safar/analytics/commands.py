@@ -116,7 +116,7 @@ def _cmd_funnel(args: argparse.Namespace) -> int:
         raise SpecError("--persons", f"must be 1..{len(spec.steps)} or its negative")
     con = open_source(args.events, args.home)
     try:
-        result = run_funnel(con, spec, args.persons, details=args.details)
+        result = run_funnel(con, spec, args.persons, details=args.details, over_time=args.over_time)
     finally:
         con.close()
     print_result(result, args.format, _funnel_table)
@@ -240,6 +240,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--details",
         action="store_true",
         help="add the time-to-convert histogram and conversion over time (JSON only)",
+    )
+    funnel.add_argument(
+        "--over-time",
+        choices=("day", "week"),
+        default="day",
+        help="with --details: conversion over time by entry day or week (Monday)",
     )
     funnel.set_defaults(func=guarded(_cmd_funnel))
 

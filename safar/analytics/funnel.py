@@ -41,6 +41,9 @@ from safar.analytics.filters import (
 from safar.analytics.source import EVENTS, join_persons
 from safar.analytics.spec import Filter, FunnelSpec, Window
 
+OVER_TIME = ("day", "week")
+"""Periods of ``conversion_over_time``."""
+
 _SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
 _G, _IDX = "g", "idx"
 
@@ -583,6 +586,7 @@ def run_funnel(
     persons: int | None = None,
     *,
     details: bool = False,
+    over_time: str = "day",
 ) -> dict[str, Any]:
     """Run a funnel on a connection holding the analytics relations (``safar.analytics.source``).
 
@@ -592,12 +596,18 @@ def run_funnel(
         persons: 1-based N lists the units that reached step N; -N those that reached step
             N-1 but not step N; None leaves ``persons`` out.
         details: also return ``time_to_convert`` (first to last step) and
-            ``conversion_over_time`` (by entry day in the spec's time zone).
+            ``conversion_over_time`` (by entry period in the spec's time zone).
+        over_time: that period, ``day`` or ``week`` (weeks start on Monday).
+
+    Raises:
+        ValueError: ``persons`` or ``over_time`` is out of range.
 
     Returns:
         ``{"steps": [...], "breakdowns": [...]}`` (and ``persons`` / details when asked), as
         issue 4 describes.
     """
+    if over_time not in OVER_TIME:
+        raise ValueError(f"over_time: must be one of {', '.join(OVER_TIME)}, not {over_time!r}")
     query = FunnelQuery(spec)
     n = query.n
     plain = query.plain()
@@ -618,7 +628,7 @@ def run_funnel(
         output["persons"] = sorted(r[0] for r in con.sql(units.sql("duckdb")).fetchall())
     if details:
         output["time_to_convert"] = _time_to_convert(con, spec, plain)
-        output["conversion_over_time"] = _conversion_over_time(con, spec, plain)
+        output["conversion_over_time"] = _conversion_over_time(con, spec, plain, over_time)
     return output
 
 

@@ -101,6 +101,21 @@ def test_funnel_table_and_details(files, capsys) -> None:
     ]
 
 
+def test_funnel_conversion_over_time_by_week(files, capsys) -> None:
+    argv = ["funnel", "--spec", str(files["funnel"]), "--events", str(files["events"])]
+    code, out, _ = run(capsys, *argv, "--details", "--over-time", "week")
+    weeks = json.loads(out)["conversion_over_time"]
+    assert code == 0
+    assert weeks == [  # 2026-01-01 is a Thursday: all three entries fall in one week
+        {
+            "period_start": "2025-12-29T00:00:00",
+            "entered": 3,
+            "converted": 1,
+            "conversion_rate": pytest.approx(1 / 3),
+        }
+    ]
+
+
 def test_retention_json_and_actors(files, capsys) -> None:
     argv = ["retention", "--spec", str(files["retention"]), "--events", str(files["events"])]
     code, out, _ = run(capsys, *argv)
