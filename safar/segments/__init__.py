@@ -1,0 +1,1 @@
+"""Segments: analyst SQL, the no-code builder, the sandbox and membership."""
