@@ -38,6 +38,7 @@ from safar.analytics.filters import (
     uses_person_properties,
     value_text,
 )
+from safar.analytics.periods import local_time, period_start, timestamp_literal
 from safar.analytics.source import EVENTS, join_persons
 from safar.analytics.spec import Filter, FunnelSpec, Window
 
@@ -116,10 +117,6 @@ def window_end(window: Window, start: exp.Expression) -> exp.Expression:
     return exp.Add(this=start.copy(), expression=seconds)
 
 
-def _timestamp(value: Any) -> exp.Cast:
-    return exp.cast(exp.Literal.string(value.isoformat(sep=" ")), "TIMESTAMP")
-
-
 def _step_match(event: str | None, where: tuple[Filter, ...]) -> exp.Expression:
     props, person = exp.column("properties", "e"), exp.column("properties", "p")
     match = compile_filters(where, props, person)
@@ -158,11 +155,11 @@ def _candidates(spec: FunnelSpec) -> exp.Select:
     ]
     if spec.date_from is not None:
         conditions.append(
-            exp.GTE(this=exp.column("timestamp", "e"), expression=_timestamp(spec.date_from))
+            exp.GTE(this=exp.column("timestamp", "e"), expression=timestamp_literal(spec.date_from))
         )
     if spec.date_to is not None:
         conditions.append(
-            exp.LTE(this=exp.column("timestamp", "e"), expression=_timestamp(spec.date_to))
+            exp.LTE(this=exp.column("timestamp", "e"), expression=timestamp_literal(spec.date_to))
         )
     select = exp.select(*columns).from_(exp.alias_(exp.to_table(EVENTS), "e", table=True))
     return join_persons(select, _needs_persons(spec)).where(exp.and_(*conditions))
@@ -723,10 +720,7 @@ def _conversion_over_time(
 ) -> list[dict[str, Any]]:
     """Units entered and converted by the wall-clock day (or week) of their counted entry."""
     n = len(spec.steps)
-    zone = exp.Literal.string(spec.timezone)
-    utc = exp.func("timezone", exp.Literal.string("UTC"), _col("t0"))
-    local = exp.func("timezone", zone, utc)
-    period = exp.func("date_trunc", exp.Literal.string(interval), local)
+    period = period_start(local_time(_col("t0"), spec.timezone), interval)
     converted = exp.EQ(this=_col("reach"), expression=exp.Literal.number(n))
     rows = (
         exp.select(

@@ -20,13 +20,8 @@ from typing import Any
 
 import duckdb
 
-from safar.analytics.trends import (
-    PERIODS_CTE,
-    fill_template,
-    iso_label,
-    matched_events,
-    period_values,
-)
+from safar.analytics.periods import iso_label
+from safar.analytics.trends import PERIODS_CTE, fill_template, matched_events, period_values
 from safar.analytics.trends_spec import LifecycleSpec
 
 STATUSES = ("new", "returning", "resurrecting", "dormant")

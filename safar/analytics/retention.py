@@ -32,6 +32,7 @@ from safar.analytics.filters import (
     uses_person_properties,
     value_text,
 )
+from safar.analytics.periods import iso_label, local_time, period_start, timestamp_literal
 from safar.analytics.retention_spec import RetentionSpec
 from safar.analytics.source import EVENTS, join_persons
 from safar.analytics.spec import Filter
@@ -93,20 +94,8 @@ def _subquery(select: exp.Expression, alias: str) -> exp.Subquery:
 
 def _period_sql(spec: RetentionSpec) -> exp.Expression:
     """The wall-clock period start of an event's timestamp, in SQL."""
-    wall: exp.Expression = exp.column("timestamp", "e")
-    if spec.timezone != "UTC":
-        # Naive timestamps are UTC: make them instants, then wall time in the zone.
-        utc = exp.func("timezone", exp.Literal.string("UTC"), wall)
-        wall = exp.func("timezone", exp.Literal.string(spec.timezone), utc)
-    if spec.period != "week":
-        return exp.func("date_trunc", exp.Literal.string(spec.period), wall)
-    if spec.week_start == "monday":
-        return exp.func("date_trunc", exp.Literal.string("week"), wall)
-    day = exp.Interval(this=exp.Literal.string("1"), unit=exp.Var(this="DAY"))
-    shifted = exp.Add(this=wall, expression=day)
-    return exp.Sub(
-        this=exp.func("date_trunc", exp.Literal.string("week"), shifted), expression=day.copy()
-    )
+    wall = local_time(exp.column("timestamp", "e"), spec.timezone)
+    return period_start(wall, spec.period, spec.week_start)
 
 
 def _match(event: str | None, where: tuple[Filter, ...]) -> exp.Expression:
@@ -181,15 +170,11 @@ def _events(spec: RetentionSpec, starts: list[datetime], *, in_range: bool) -> e
         low, high = _utc_bounds(spec, starts)
         stamp = exp.column("timestamp", "e")
         condition = exp.and_(
-            exp.GTE(this=stamp, expression=_timestamp(low)),
-            exp.LT(this=stamp.copy(), expression=_timestamp(high)),
+            exp.GTE(this=stamp, expression=timestamp_literal(low)),
+            exp.LT(this=stamp.copy(), expression=timestamp_literal(high)),
             condition,
         )
     return select.where(condition)
-
-
-def _timestamp(value: datetime) -> exp.Cast:
-    return exp.cast(exp.Literal.string(value.isoformat(sep=" ")), "TIMESTAMP")
 
 
 def _first_key() -> exp.Struct:
@@ -336,10 +321,6 @@ def _offsets(spec: RetentionSpec, tables: dict[str, str]) -> exp.Select:
     )
 
 
-def _iso(spec: RetentionSpec, wall: datetime) -> str:
-    return wall.replace(tzinfo=ZoneInfo(spec.timezone)).isoformat()
-
-
 def _cohorts(
     spec: RetentionSpec,
     starts: list[datetime],
@@ -349,7 +330,7 @@ def _cohorts(
     n = len(starts)
     return [
         {
-            "period_start": _iso(spec, start),
+            "period_start": iso_label(start, spec.timezone),
             "values": [sizes.get(r, 0)] + [returns.get((r, c), 0) for c in range(1, n - r)],
         }
         for r, start in enumerate(starts)

@@ -28,9 +28,7 @@ expressions; user values only ever enter it as sqlglot literals.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import duckdb
 import orjson
@@ -38,6 +36,7 @@ import sqlglot
 from sqlglot import exp
 
 from safar.analytics.filters import compile_filters, json_path, uses_person_properties
+from safar.analytics.periods import interval, iso_label, local_time, period_start, timestamp_literal
 from safar.analytics.source import EVENTS, PERSONS
 from safar.analytics.spec import Filter
 from safar.analytics.trends_spec import (
@@ -84,46 +83,16 @@ def fill_template(template: str, **values: exp.Expression) -> exp.Expression:
     return sqlglot.parse_one(template, dialect="duckdb").transform(fill, copy=False)
 
 
-def timestamp_literal(instant: datetime) -> exp.Expression:
-    """A naive ``datetime`` as a DuckDB TIMESTAMP literal."""
-    return exp.cast(exp.Literal.string(instant.isoformat(sep=" ")), "TIMESTAMP")
-
-
-def local_time(timestamp: exp.Expression, timezone: str) -> exp.Expression:
-    """A naive-UTC timestamp expression as naive wall time in ``timezone``."""
-    if timezone == "UTC":  # the common case, and ICU's conversion is not free
-        return timestamp
-    utc = exp.func("timezone", exp.Literal.string("UTC"), timestamp)
-    return exp.func("timezone", exp.Literal.string(timezone), utc)
-
-
-def interval(count: int, unit: str) -> exp.Expression:
-    """``INTERVAL 'count' UNIT`` (``unit`` one of hour, day, week, month)."""
-    return exp.Interval(this=exp.Literal.string(str(count)), unit=exp.var(unit.upper()))
-
-
-def period_start(wall: exp.Expression, periods: Periods) -> exp.Expression:
-    """The start of the period holding the wall time ``wall``.
-
-    Example:
-        >>> p = Periods(datetime(2026, 1, 1), intervals=1, interval="week")
-        >>> print(period_start(exp.column("t"), p).sql("duckdb"))
-        DATE_TRUNC('WEEK', t + INTERVAL '1' DAY) - INTERVAL '1' DAY
-    """
-    unit = exp.Literal.string(periods.interval)
-    if periods.interval == "week" and periods.week_start == "sunday":
-        # DuckDB weeks start on Monday: shift Sunday into the next week and back.
-        shifted = exp.func("date_trunc", unit, exp.Add(this=wall, expression=interval(1, "day")))
-        return exp.Sub(this=shifted, expression=interval(1, "day"))
-    return exp.func("date_trunc", unit, wall)
+def _unit(periods: Periods) -> tuple[str, str]:
+    return periods.interval, periods.week_start
 
 
 def range_bounds(periods: Periods) -> tuple[exp.Expression, exp.Expression]:
     """Wall-time expressions of the first and the last period's start (constants)."""
     tz = periods.timezone
-    last = period_start(local_time(timestamp_literal(periods.date_to), tz), periods)
+    last = period_start(local_time(timestamp_literal(periods.date_to), tz), *_unit(periods))
     if periods.date_from is not None:
-        first = period_start(local_time(timestamp_literal(periods.date_from), tz), periods)
+        first = period_start(local_time(timestamp_literal(periods.date_from), tz), *_unit(periods))
     else:
         back = interval(periods.intervals - 1, periods.interval)
         first = exp.Sub(this=last.copy(), expression=back)
@@ -140,7 +109,7 @@ def period_values(periods: Periods) -> dict[str, exp.Expression]:
         "first_period": first,
         "last_period": last,
         "range_end": exp.Add(this=last.copy(), expression=step.copy()),
-        "period_of_event": period_start(exp.column("local_at"), periods),
+        "period_of_event": period_start(exp.column("local_at"), *_unit(periods)),
     }
 
 
@@ -185,11 +154,6 @@ def matched_events(
         on = exp.column("person_id", "p").eq(exp.column("person_id", "e"))
         query = query.join(persons.subquery("p"), on=on, join_type="left")
     return query.where(exp.and_(*conditions)) if conditions else query
-
-
-def iso_label(wall: datetime, timezone: str) -> str:
-    """A period start (naive wall time) as ISO 8601 with the zone's offset at that time."""
-    return wall.replace(tzinfo=ZoneInfo(timezone)).isoformat()
 
 
 _PER_EVENT = """
