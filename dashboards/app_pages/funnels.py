@@ -1,7 +1,5 @@
 """Insights → Funnels: how many people go through a sequence of steps, and who drops off."""
 
-import json
-
 import streamlit as st
 
 from dashboards.lib import charts, forms, guards, queries, results, saved
@@ -88,16 +86,9 @@ with st.container(border=True):
             )
 
 spec = forms.funnel_spec(st.session_state)
-with st.expander("Spec (JSON)", icon=":material/data_object:"):
-    st.code(json.dumps(spec, indent=2, ensure_ascii=False), language="json")
-
-try:
-    result = queries.load_funnel(home, spec, details=True)
-except ValueError as exc:  # SpecError, or a spec the engine cannot run
-    st.error(f"**This funnel cannot run.** {exc}", icon=":material/error:")
-    saved.save_current(home, "funnel", P, None)
-    st.stop()
-saved.save_current(home, "funnel", P, spec)
+result = saved.run_and_offer_save(
+    home, "funnel", P, spec, lambda: queries.load_funnel(home, spec, details=True)
+)
 
 # --- Results ---------------------------------------------------------------------------------
 steps = results.funnel_steps_frame(result["steps"])

@@ -1,7 +1,5 @@
 """Insights → Retention: of the people who did something in a period, who came back later."""
 
-import json
-
 import streamlit as st
 
 from dashboards.lib import charts, forms, guards, queries, results, saved
@@ -54,16 +52,9 @@ with st.container(border=True):
     )
 
 spec = forms.retention_spec(st.session_state)
-with st.expander("Spec (JSON)", icon=":material/data_object:"):
-    st.code(json.dumps(spec, indent=2, ensure_ascii=False), language="json")
-
-try:
-    result = queries.load_retention(home, spec)
-except ValueError as exc:  # SpecError, or a spec the engine cannot run
-    st.error(f"**This report cannot run.** {exc}", icon=":material/error:")
-    saved.save_current(home, "retention", P, None)
-    st.stop()
-saved.save_current(home, "retention", P, spec)
+result = saved.run_and_offer_save(
+    home, "retention", P, spec, lambda: queries.load_retention(home, spec)
+)
 
 # --- Results ---------------------------------------------------------------------------------
 period = spec["period"]

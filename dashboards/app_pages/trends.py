@@ -1,7 +1,5 @@
 """Insights → Events & Trends: how often events happen, and to how many people, over time."""
 
-import json
-
 import streamlit as st
 
 from dashboards.lib import charts, forms, guards, queries, results, saved
@@ -70,16 +68,7 @@ with st.container(border=True):
             )
 
 spec = forms.trends_spec(st.session_state)
-with st.expander("Spec (JSON)", icon=":material/data_object:"):
-    st.code(json.dumps(spec, indent=2, ensure_ascii=False), language="json")
-
-try:
-    result = queries.load_trends(home, spec)
-except ValueError as exc:  # SpecError, or a spec the engine cannot run
-    st.error(f"**This trend cannot run.** {exc}", icon=":material/error:")
-    saved.save_current(home, "trends", P, None)
-    st.stop()
-saved.save_current(home, "trends", P, spec)
+result = saved.run_and_offer_save(home, "trends", P, spec, lambda: queries.load_trends(home, spec))
 
 # --- Results ---------------------------------------------------------------------------------
 lines = result["series"]

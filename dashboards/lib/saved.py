@@ -1,6 +1,6 @@
 """The saved-insights sidebar of the Insights pages: open, save, rename and delete.
 
-Each page calls :func:`open_saved` before its builder and :func:`save_current` after it. The
+Each page calls :func:`open_saved` before its builder and :func:`run_and_offer_save` after it. The
 work happens in widget callbacks, which Streamlit runs before the page's script: opening an
 insight writes the builder's widget values (``to_state(spec)``, see ``dashboards.lib.forms``)
 before the builder's widgets are drawn, which is the only time Streamlit lets a page set them.
@@ -9,6 +9,7 @@ Insights are read uncached from the app DB (``queries.app_db``), so a save shows
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -141,3 +142,19 @@ def save_current(home: str, kind: str, prefix: str, spec: dict[str, Any] | None)
         on_click=_save,
         args=(home, kind, prefix, spec),
     )
+
+
+def run_and_offer_save(
+    home: str, kind: str, prefix: str, spec: dict[str, Any], run: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """Show ``spec``, ``run`` it and offer to save it; stop the page when it cannot run."""
+    with st.expander("Spec (JSON)", icon=":material/data_object:"):
+        st.code(json.dumps(spec, indent=2, ensure_ascii=False), language="json")
+    try:
+        result = run()
+    except ValueError as exc:  # SpecError, or a spec the engine cannot run
+        st.error(f"**This {LABELS[kind]} cannot run.** {exc}", icon=":material/error:")
+        save_current(home, kind, prefix, None)
+        st.stop()
+    save_current(home, kind, prefix, spec)
+    return result
