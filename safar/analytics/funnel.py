@@ -39,7 +39,7 @@ from safar.analytics.filters import (
     value_text,
 )
 from safar.analytics.periods import local_time, period_start, timestamp_literal
-from safar.analytics.source import EVENTS, join_persons
+from safar.analytics.source import EVENTS, join_persons, temp_table
 from safar.analytics.spec import Filter, FunnelSpec, Window
 
 OVER_TIME = ("day", "week")
@@ -471,14 +471,17 @@ class FunnelQuery:
         """Each unit's counted attempt, without breakdown: g (the unit), reach, t0 … tn-1."""
         return _results(self.spec, _candidates(self.spec), _col("unit"))
 
-    def broken_down(self) -> exp.Select:
-        """Each unit's counted attempt per bucket: unit, bucket (JSON text), reach, t0 …"""
+    def broken_down(self, plain_results: str) -> exp.Select:
+        """Each unit's counted attempt per bucket: unit, bucket (JSON text), reach, t0 …
+
+        ``plain_results`` is a table holding :meth:`plain`, which first/last touch reuse.
+        """
         attribution = self.spec.breakdown.attribution
         if attribution == "all_events":
             return self._all_events()
         if attribution == "step":
             return self._step()
-        return self._touch(first=attribution == "first_touch")
+        return self._touch(plain_results, first=attribution == "first_touch")
 
     def _all_events(self) -> exp.Select:
         group = _struct(u=_col("unit"), v=_col("bv"))
@@ -489,7 +492,7 @@ class FunnelQuery:
             exp.Star(),
         ).from_(_subquery(results, "results"))
 
-    def _touch(self, *, first: bool) -> exp.Select:
+    def _touch(self, plain_results: str, *, first: bool) -> exp.Select:
         on_step = exp.and_(_not_null(_col("bv")), _any([f"m{i}" for i in range(self.n)]))
         pick = exp.ArgMin if first else exp.ArgMax
         touch = exp.Filter(
@@ -507,7 +510,7 @@ class FunnelQuery:
                 exp.column("bucket", "b"),
                 exp.Star(except_=[exp.column("unit", "b"), exp.column("bucket", "b")]),
             )
-            .from_(_subquery(self.plain(), "res"))
+            .from_(exp.alias_(exp.to_table(plain_results), "res", table=True))
             .join(
                 _subquery(buckets, "b"),
                 on=exp.EQ(this=exp.column("unit", "b"), expression=exp.column(_G, "res")),
@@ -607,31 +610,36 @@ def run_funnel(
         raise ValueError(f"over_time: must be one of {', '.join(OVER_TIME)}, not {over_time!r}")
     query = FunnelQuery(spec)
     n = query.n
-    plain = query.plain()
-    summary = exp.select(*_summary_columns(n)).from_(_subquery(plain, "results"))
-    row = con.sql(summary.sql("duckdb")).fetchone()
-    output: dict[str, Any] = {"steps": _steps(spec, row), "breakdowns": []}
-
-    if spec.breakdown is not None:
-        output["breakdowns"] = _breakdowns(con, query)
-    if persons is not None:
-        k = abs(persons)
-        if not 1 <= k <= n:
-            raise ValueError(f"persons: step {persons} is out of range 1..{n} (or -{n}..-1)")
-        reach = exp.GTE(this=_col("reach"), expression=exp.Literal.number(k))
-        if persons < 0:
-            reach = exp.EQ(this=_col("reach"), expression=exp.Literal.number(k - 1))
-        units = exp.select(_col(_G)).from_(_subquery(plain.copy(), "results")).where(reach)
-        output["persons"] = sorted(r[0] for r in con.sql(units.sql("duckdb")).fetchall())
-    if details:
-        output["time_to_convert"] = _time_to_convert(con, spec, plain)
-        output["conversion_over_time"] = _conversion_over_time(con, spec, plain, over_time)
+    if persons is not None and not 1 <= abs(persons) <= n:
+        raise ValueError(f"persons: step {persons} is out of range 1..{n} (or -{n}..-1)")
+    with temp_table(con, "funnel_results", query.plain()) as results:
+        summary = exp.select(*_summary_columns(n)).from_(results)
+        row = con.sql(summary.sql("duckdb")).fetchone()
+        output: dict[str, Any] = {"steps": _steps(spec, row), "breakdowns": []}
+        if spec.breakdown is not None:
+            output["breakdowns"] = _breakdowns(con, query, results)
+        if persons is not None:
+            output["persons"] = _persons(con, results, persons)
+        if details:
+            output["time_to_convert"] = _time_to_convert(con, spec, results)
+            output["conversion_over_time"] = _conversion_over_time(con, spec, results, over_time)
     return output
 
 
-def _breakdowns(con: duckdb.DuckDBPyConnection, query: FunnelQuery) -> list[dict[str, Any]]:
+def _persons(con: duckdb.DuckDBPyConnection, results: str, persons: int) -> list[str]:
+    k = abs(persons)
+    reach = exp.GTE(this=_col("reach"), expression=exp.Literal.number(k))
+    if persons < 0:
+        reach = exp.EQ(this=_col("reach"), expression=exp.Literal.number(k - 1))
+    units = exp.select(_col(_G)).from_(results).where(reach)
+    return sorted(r[0] for r in con.sql(units.sql("duckdb")).fetchall())
+
+
+def _breakdowns(
+    con: duckdb.DuckDBPyConnection, query: FunnelQuery, plain_results: str
+) -> list[dict[str, Any]]:
     spec, n = query.spec, query.n
-    rows = query.broken_down()
+    rows = query.broken_down(plain_results)
     summary = (
         exp.select(_col("bucket"), *_summary_columns(n))
         .from_(_subquery(rows, "results"))
@@ -662,7 +670,7 @@ def _seconds_between(later: str, earlier: str) -> exp.Expression:
 
 
 def _time_to_convert(
-    con: duckdb.DuckDBPyConnection, spec: FunnelSpec, plain: exp.Select, max_bins: int = 20
+    con: duckdb.DuckDBPyConnection, spec: FunnelSpec, results: str, max_bins: int = 20
 ) -> dict[str, Any]:
     """A histogram of first-to-last-step seconds of the units that converted.
 
@@ -673,7 +681,7 @@ def _time_to_convert(
     converted = exp.EQ(this=_col("reach"), expression=exp.Literal.number(n))
     seconds = (
         exp.select(exp.alias_(_seconds_between(f"t{n - 1}", "t0"), "s"))
-        .from_(_subquery(plain.copy(), "results"))
+        .from_(results)
         .where(converted)
     )
     stats = exp.select(exp.Count(this=exp.Star()), exp.Min(this=_col("s")), exp.Max(this=_col("s")))
@@ -716,7 +724,7 @@ def _time_to_convert(
 
 
 def _conversion_over_time(
-    con: duckdb.DuckDBPyConnection, spec: FunnelSpec, plain: exp.Select, interval: str = "day"
+    con: duckdb.DuckDBPyConnection, spec: FunnelSpec, results: str, interval: str = "day"
 ) -> list[dict[str, Any]]:
     """Units entered and converted by the wall-clock day (or week) of their counted entry."""
     n = len(spec.steps)
@@ -728,7 +736,7 @@ def _conversion_over_time(
             exp.alias_(exp.Count(this=exp.Star()), "entered"),
             exp.alias_(exp.Sum(this=exp.cast(converted, "INTEGER")), "converted"),
         )
-        .from_(_subquery(plain.copy(), "results"))
+        .from_(results)
         .group_by(exp.column("period"))
         .order_by(exp.column("period"))
     )

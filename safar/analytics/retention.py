@@ -17,7 +17,6 @@ Python only lays the aggregated counts out as rows.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,7 +33,7 @@ from safar.analytics.filters import (
 )
 from safar.analytics.periods import iso_label, local_time, period_start, timestamp_literal
 from safar.analytics.retention_spec import RetentionSpec
-from safar.analytics.source import EVENTS, join_persons
+from safar.analytics.source import EVENTS, join_persons, temp_table
 from safar.analytics.spec import Filter
 
 
@@ -261,17 +260,6 @@ def _returned(spec: RetentionSpec, activity: str) -> exp.Select:
     return exp.select(_col("person"), _col("r")).from_(activity).where(enough)
 
 
-def _temp_table(con: duckdb.DuckDBPyConnection, name: str, select: exp.Select) -> None:
-    create = exp.Create(
-        this=exp.to_table(name),
-        kind="TABLE",
-        replace=True,
-        expression=select,
-        properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
-    )
-    con.execute(create.sql("duckdb"))
-
-
 def _offsets(spec: RetentionSpec, tables: dict[str, str]) -> exp.Select:
     """(person, r, bv, c): member of cohort r, returned c periods later (c >= 1).
 
@@ -358,17 +346,13 @@ def run_retention(
         raise ValueError(f"actors: row {actors} is out of range 0..{len(starts) - 1}")
     # Members and returns are small (people × periods): work out the events once into temp
     # tables, then count from them.
-    suffix = uuid.uuid4().hex
-    tables = {name: f"_retention_{name}_{suffix}" for name in ("activity", "members", "returned")}
-    try:
-        _temp_table(con, tables["activity"], _activity(spec, starts))
-        _temp_table(con, tables["members"], _members(spec, starts, tables["activity"]))
-        _temp_table(con, tables["returned"], _returned(spec, tables["activity"]))
+    with (
+        temp_table(con, "retention_activity", _activity(spec, starts)) as activity,
+        temp_table(con, "retention_members", _members(spec, starts, activity)) as members,
+        temp_table(con, "retention_returned", _returned(spec, activity)) as returned,
+    ):
+        tables = {"members": members, "returned": returned}
         return _report(con, spec, starts, tables, actors)
-    finally:
-        for name in tables.values():
-            drop = exp.Drop(tables=[exp.to_table(name)], kind="TABLE", exists=True)
-            con.execute(drop.sql("duckdb"))
 
 
 def _report(

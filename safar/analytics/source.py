@@ -14,7 +14,9 @@ warehouse. The relations are temporary views or tables of the returned connectio
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,28 @@ def join_persons(select: exp.Select, needed: bool) -> exp.Select:
         )
     nothing = exp.select(exp.alias_(exp.cast(exp.Null(), "JSON"), "properties")).subquery("p")
     return select.join(nothing, join_type="CROSS")
+
+
+@contextmanager
+def temp_table(con: duckdb.DuckDBPyConnection, label: str, select: exp.Select) -> Iterator[str]:
+    """Materialize ``select`` once as a temporary table; yields its name, drops it after.
+
+    For intermediate results several queries read (a funnel's per-unit attempts, retention's
+    people × periods), so the events are worked through once.
+    """
+    name = f"_{label}_{uuid.uuid4().hex}"
+    create = exp.Create(
+        this=exp.to_table(name),
+        kind="TABLE",
+        expression=select,
+        properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
+    )
+    con.execute(create.sql("duckdb"))
+    try:
+        yield name
+    finally:
+        drop = exp.Drop(tables=[exp.to_table(name)], kind="TABLE", exists=True)
+        con.execute(drop.sql("duckdb"))
 
 
 def _json(value: Any) -> str:
