@@ -272,6 +272,16 @@ def _unknown_column(sql: str, query: exp.Query, message: str) -> SandboxError:
     return SandboxError(message)
 
 
+def manifest_path(home: SafarHome) -> Path:
+    """The newest dbt manifest of ``home``: from ``safar build`` or from Dagster's parse."""
+    candidates = [
+        home.dbt_target / "target" / "manifest.json",
+        home.dbt_target / "dagster" / "manifest" / "manifest.json",
+    ]
+    present = [p for p in candidates if p.exists()]
+    return max(present, key=lambda p: p.stat().st_mtime) if present else candidates[0]
+
+
 def load_catalog(con: duckdb.DuckDBPyConnection, manifest: Path) -> dict[str, dict[str, str]]:
     """The relations segments may read: the dbt marts in ``manifest`` with their columns.
 

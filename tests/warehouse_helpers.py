@@ -1,9 +1,11 @@
-"""Helpers for the dbt project tests: hand-written raw events, landing them, querying the lake.
+"""Helpers for warehouse tests: hand-written raw events, landing them, querying the lake.
 
 Everything runs for real: events go through ``safar.lake.LakeWriter`` into the Parquet landing
 zone and ``safar.build.build`` runs ``dbt build`` into a DuckLake warehouse under a temporary
-``SafarHome``. No ``__init__.py`` in this folder: a package named ``dbt`` would shadow
-dbt-core, so tests import this module by its (unique) name.
+``SafarHome``. The module sits at the top of ``tests/`` (next to ``conftest.py``, whose folder
+pytest puts on ``sys.path``) so any test folder imports it by its unique name. Test folders
+have no ``__init__.py``: ``tests/dbt`` would become a package named ``dbt`` and shadow
+dbt-core.
 """
 
 from __future__ import annotations
