@@ -100,6 +100,19 @@ def run_dbt(home: SafarHome, args: Sequence[str]) -> list:
     return nodes
 
 
+def _ensure_segment_tables(home: SafarHome) -> None:
+    """Create the (empty) segment membership tables, so segments over them can be previewed
+    before the first evaluation; the evaluator owns their rows."""
+    from safar.segments.membership import ensure_tables
+    from safar.warehouse import connect
+
+    con = connect(home)
+    try:
+        ensure_tables(con)
+    finally:
+        con.close()
+
+
 def build(
     home: SafarHome,
     *,
@@ -121,6 +134,7 @@ def build(
     if dbt_vars:
         args += ["--vars", dbt_vars]
     nodes = run_dbt(home, args)
+    _ensure_segment_tables(home)
     return BuildResult(
         seconds=time.perf_counter() - started, nodes=len(nodes), quarantined=quarantined
     )

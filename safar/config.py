@@ -90,6 +90,15 @@ def home_from_env(override: str | Path | None = None) -> SafarHome:
     return SafarHome(Path(raw).expanduser().resolve())
 
 
+def segments_directory() -> Path:
+    """Where the analysts' segment files are: ``$SAFAR_SEGMENTS_DIR``, else ``segments_sql/``.
+
+    A deployment keeps its segments in its own repository; tests point at a folder of their own.
+    """
+    raw = os.environ.get("SAFAR_SEGMENTS_DIR")
+    return Path(raw).expanduser().resolve() if raw else PROJECT_ROOT / "segments_sql"
+
+
 def app_db_url(home: SafarHome) -> str:
     """The app DB's SQLAlchemy URL: ``$SAFAR_APP_DB_URL`` (e.g. Postgres), else the home's SQLite.
 

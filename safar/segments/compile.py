@@ -25,10 +25,14 @@ _CLOCK_FUNCTIONS = frozenset({"now", "get_current_timestamp", "transaction_times
 class CompileError(ValueError):
     """A definition that cannot become a query; ``where`` says which segment and what part."""
 
-    def __init__(self, slug: str, message: str) -> None:
+    def __init__(
+        self, slug: str, message: str, line: int | None = None, column: int | None = None
+    ) -> None:
         super().__init__(f"segment {slug!r}: {message}")
         self.slug = slug
         self.reason = message
+        self.line = line
+        self.column = column
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,7 @@ def compile_segment(
         try:
             checked = validate(definition.sql or "", catalog)
         except SandboxError as exc:
-            raise CompileError(slug, str(exc)) from None
+            raise CompileError(slug, str(exc), exc.line, exc.column) from None
         query, relative = pin_clock(checked, as_of)
         return CompiledSegment(
             definition, as_of, query, relative, _tables(query), definition.description

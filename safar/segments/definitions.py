@@ -29,10 +29,7 @@ from typing import Any, Literal
 
 import yaml
 
-from safar.config import PROJECT_ROOT
-
-SEGMENTS_DIR = PROJECT_ROOT / "segments_sql"
-"""Where analysts keep segment files (the repository's ``segments_sql/``)."""
+from safar.config import PROJECT_ROOT, segments_directory
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _INTERVAL = re.compile(r"(\d+)\s*([mhd])")
@@ -152,6 +149,14 @@ def _text_field(meta: Mapping[str, Any], key: str, where: str, *, required: bool
     return value.strip()
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the project when it is inside it (as people name the files)."""
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def load_file_segment(yml: Path) -> SegmentDefinition:
     """The segment defined by ``<slug>.yml`` and its ``<slug>.sql`` (or ``condition``).
 
@@ -159,7 +164,7 @@ def load_file_segment(yml: Path) -> SegmentDefinition:
         DefinitionError: a bad slug, unreadable YAML, an unknown or missing key, both or
             neither of a ``.sql`` file and ``condition``; the message names the file.
     """
-    where = str(yml)
+    where = _shown(yml)
     slug = check_slug(yml.stem, f"{where}: file name")
     try:
         meta = yaml.safe_load(yml.read_text(encoding="utf-8"))
@@ -194,16 +199,17 @@ def load_file_segment(yml: Path) -> SegmentDefinition:
         return SegmentDefinition(kind="builder", condition=condition, origin=where, **common)
     sql = sql_file.read_text(encoding="utf-8")
     if not sql.strip():
-        raise DefinitionError(f"{sql_file}: empty; write one SELECT returning user_id")
-    return SegmentDefinition(kind="sql", sql=sql, origin=str(sql_file), **common)
+        raise DefinitionError(f"{_shown(sql_file)}: empty; write one SELECT returning user_id")
+    return SegmentDefinition(kind="sql", sql=sql, origin=_shown(sql_file), **common)
 
 
-def load_file_segments(directory: Path = SEGMENTS_DIR) -> list[SegmentDefinition]:
-    """Every segment in ``directory``, by slug.
+def load_file_segments(directory: Path | None = None) -> list[SegmentDefinition]:
+    """Every segment in ``directory`` (default: :func:`safar.config.segments_directory`).
 
     Raises:
         DefinitionError: any file is bad, or a ``.sql`` file has no ``.yml`` beside it.
     """
+    directory = directory or segments_directory()
     if not directory.exists():
         return []
     lonely = [

@@ -135,6 +135,47 @@ def inputs_of(compiled: CompiledSegment, fingerprints: dict[str, str]) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
+def clock_due(
+    home: SafarHome,
+    definitions: Sequence[SegmentDefinition],
+    *,
+    now: datetime,
+    recheck: timedelta = TIME_RECHECK,
+    manifest: Path | None = None,
+) -> list[str]:
+    """The segments an evaluation at ``now`` would run even if no table changed.
+
+    Those never evaluated or whose definition changed, and the time-relative ones whose
+    last check is older than ``recheck`` (or than their refresh interval). Segments that do
+    not compile are left to the evaluation to report. Read-only: the scheduler asks this
+    before paying for a run.
+    """
+    now = naive_utc(now)
+    con = connect(home, read_only=True)
+    try:
+        catalog = load_catalog(con, manifest or manifest_path(home))
+        try:
+            last = last_evaluations(con)
+        except duckdb.CatalogException:
+            last = {}  # nothing was ever evaluated on this warehouse
+    finally:
+        con.close()
+    due = []
+    for definition in definitions:
+        previous = last.get(definition.slug)
+        if previous is None or previous.version != definition.version:
+            due.append(definition.slug)
+            continue
+        try:
+            compiled = compile_segment(definition, catalog, as_of=now)
+        except CompileError:
+            continue
+        interval = max(recheck, definition.refresh or recheck)
+        if compiled.time_relative and now - previous.evaluated_at >= interval:
+            due.append(definition.slug)
+    return due
+
+
 def evaluate_segments(
     home: SafarHome,
     definitions: Sequence[SegmentDefinition],

@@ -86,7 +86,11 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def last_evaluations(con: duckdb.DuckDBPyConnection) -> dict[str, LastEvaluation]:
-    """The latest evaluation of every segment that has one."""
+    """The latest evaluation of every segment that has one.
+
+    Raises:
+        duckdb.CatalogException: the warehouse has no evaluations table yet.
+    """
     rows = con.execute(
         f"""select segment_id, evaluated_at, batch_id, version, inputs, size
         from {EVALUATIONS_TABLE}
@@ -290,3 +294,39 @@ def size_history(con: duckdb.DuckDBPyConnection, segment_id: str) -> list[tuple[
         where segment_id = ? order by evaluated_at""",
         [segment_id],
     ).fetchall()
+
+
+@dataclass(frozen=True)
+class SizeSummary:
+    """A segment's latest size, when it was measured, and the change over the week before."""
+
+    size: int | None = None
+    evaluated_at: datetime | None = None
+    change_7d: int | None = None
+
+
+def size_summaries(con: duckdb.DuckDBPyConnection) -> dict[str, SizeSummary]:
+    """The latest size of every evaluated segment, with its change since 7 days earlier.
+
+    The change is None while the segment's history is shorter than a week.
+    """
+    try:
+        rows = con.execute(
+            f"""with latest as (
+                select segment_id, evaluated_at, size from {EVALUATIONS_TABLE}
+                qualify row_number()
+                    over (partition by segment_id order by evaluated_at desc) = 1
+            ),
+            week_ago as (
+                select e.segment_id, e.size
+                from {EVALUATIONS_TABLE} as e inner join latest as l using (segment_id)
+                where e.evaluated_at <= l.evaluated_at - interval 7 day
+                qualify row_number()
+                    over (partition by e.segment_id order by e.evaluated_at desc) = 1
+            )
+            select l.segment_id, l.size, l.evaluated_at, l.size - w.size
+            from latest as l left join week_ago as w using (segment_id)"""
+        ).fetchall()
+    except duckdb.CatalogException:
+        return {}  # no evaluation has run on this warehouse yet
+    return {row[0]: SizeSummary(*row[1:]) for row in rows}

@@ -342,8 +342,10 @@ def locked_connection(home: SafarHome, limits: Limits = Limits()) -> duckdb.Duck
     return con
 
 
-def run(con: duckdb.DuckDBPyConnection, query: exp.Query, limits: Limits = Limits()) -> list[str]:
-    """Run a validated query on a :func:`locked_connection`; the person ids, sorted.
+def execute(
+    con: duckdb.DuckDBPyConnection, query: exp.Query, limits: Limits = Limits()
+) -> list[tuple]:
+    """Run a query built around a validated one on a :func:`locked_connection`; its rows.
 
     Raises:
         SandboxError: the query ran longer than the timeout or failed in DuckDB.
@@ -358,7 +360,7 @@ def run(con: duckdb.DuckDBPyConnection, query: exp.Query, limits: Limits = Limit
     timer = threading.Timer(limits.timeout_seconds, stop)
     timer.start()
     try:
-        rows = con.execute(sql).fetchall()
+        return con.execute(sql).fetchall()
     except duckdb.Error as exc:
         # DuckDB reports an interrupt in more than one way; the flag says what happened.
         if stopped.is_set():
@@ -368,4 +370,13 @@ def run(con: duckdb.DuckDBPyConnection, query: exp.Query, limits: Limits = Limit
         raise SandboxError(f"DuckDB: {exc}") from None
     finally:
         timer.cancel()
+
+
+def run(con: duckdb.DuckDBPyConnection, query: exp.Query, limits: Limits = Limits()) -> list[str]:
+    """Run a validated query on a :func:`locked_connection`; the person ids, sorted.
+
+    Raises:
+        SandboxError: the query ran longer than the timeout or failed in DuckDB.
+    """
+    rows = execute(con, query, limits)
     return sorted({str(r[0]) for r in rows if r[0] is not None})

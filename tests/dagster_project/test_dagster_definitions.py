@@ -18,6 +18,7 @@ import dagster_project.defs.dbt.project as project_module
 from dagster_project.definitions import defs
 from dagster_project.defs.dbt.assets import warehouse_dbt_assets
 from dagster_project.defs.dbt.project import dbt_project, manifest_is_stale
+from dagster_project.defs.segments.assets import segment_membership
 from dagster_project.instance import prepare_dagster_home
 from dagster_project.pools import WAREHOUSE_POOL
 
@@ -42,8 +43,11 @@ def test_every_job_sensor_and_resource_resolves(definitions: dg.Definitions) -> 
     repository = definitions.get_repository_def()
 
     jobs = {job.name for job in repository.get_all_jobs()}
-    assert {"build_warehouse_job", "refresh_micro_batch_job"} <= jobs
-    assert [s.name for s in repository.sensor_defs] == ["landing_files_sensor"]
+    assert {"build_warehouse_job", "refresh_micro_batch_job", "evaluate_segments_job"} <= jobs
+    assert sorted(s.name for s in repository.sensor_defs) == [
+        "landing_files_sensor",
+        "segment_clock_sensor",
+    ]
     assert {"safar", "dbt"} <= set(repository.get_top_level_resources())
     assert definitions.resolve_all_asset_keys()
 
@@ -54,13 +58,16 @@ def test_build_warehouse_job_selects_every_dbt_model(definitions: dg.Definitions
     assert _dbt_models() and job.asset_layer.selected_asset_keys == _dbt_models()
 
 
-def test_micro_batch_job_selects_exactly_the_models_tagged_micro_batch(
+def test_micro_batch_job_selects_the_models_tagged_micro_batch_then_segments(
     definitions: dg.Definitions,
 ) -> None:
     job = definitions.resolve_job_def("refresh_micro_batch_job")
 
     tagged = _dbt_models("micro_batch")
-    assert tagged and job.asset_layer.selected_asset_keys == tagged
+    segments = dg.AssetKey("segment_membership")
+    assert tagged and job.asset_layer.selected_asset_keys == tagged | {segments}
+    upstream = job.asset_layer.asset_graph.get(segments).parent_keys
+    assert upstream and upstream <= tagged
 
 
 def test_micro_batch_checks_read_only_micro_batch_models(definitions: dg.Definitions) -> None:
@@ -85,6 +92,7 @@ def test_the_sensor_targets_the_micro_batch_job(definitions: dg.Definitions) -> 
 
 def test_warehouse_writes_share_one_pool_limited_to_one_slot(tmp_path: Path) -> None:
     assert warehouse_dbt_assets.op.pool == WAREHOUSE_POOL
+    assert segment_membership.op.pool == WAREHOUSE_POOL
 
     settings = yaml.safe_load(prepare_dagster_home(tmp_path / "dagster_home").read_text())
     with dg.instance_for_test(overrides=settings) as instance:

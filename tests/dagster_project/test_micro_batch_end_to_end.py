@@ -83,6 +83,8 @@ def test_two_micro_batches_land_every_event_once(
     home = SafarHome(tmp_path / "home").ensure()
     # The job's resources read the home from the environment, as in production.
     monkeypatch.setenv("SAFAR_HOME", str(home.root))
+    # No segments: this test counts the events it landed (segments have a test of their own).
+    monkeypatch.setenv("SAFAR_SEGMENTS_DIR", str(tmp_path / "no_segments"))
 
     job = defs().resolve_job_def(landing_files_sensor.job_name)
     with dg.instance_for_test() as instance:

@@ -11,6 +11,7 @@ from dagster_dbt import build_dbt_asset_selection
 
 from dagster_project.defs.dbt.assets import warehouse_dbt_assets
 from dagster_project.defs.dbt.project import dbt_project
+from dagster_project.defs.segments.assets import SEGMENTS_ASSET
 
 MICRO_BATCH_TAG = "micro_batch"
 
@@ -62,9 +63,10 @@ build_warehouse_job = dg.define_asset_job(
 
 refresh_micro_batch_job = dg.define_asset_job(
     name="refresh_micro_batch_job",
-    selection=micro_batch_selection(),
+    # Segments are evaluated after the marts in the same run: no second run launch per batch.
+    selection=micro_batch_selection() | dg.AssetSelection.assets(SEGMENTS_ASSET),
     description=(
         "Refresh the models tagged `micro_batch` (staging and the marts that follow new events) "
-        "after new landing files arrive."
+        "after new landing files arrive, then evaluate the segments whose tables changed."
     ),
 )

@@ -1,0 +1,1 @@
+"""Segment evaluation: after each micro-batch, and as time passes."""
