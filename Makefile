@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/analytics.py
+	$(BIN)/python bench/segments.py
 
 clean:
 	rm -rf $(VENV) dbt/target dbt/logs

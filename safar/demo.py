@@ -65,6 +65,36 @@ def ensure_built(home: SafarHome) -> bool:
     return True
 
 
+def evaluate_demo_segments(home: SafarHome) -> None:
+    """Evaluate the segments (the demo ones in segments_sql/) so the Segments pages have sizes.
+
+    Later evaluations are Dagster's (after each ingest batch, and as time passes); this one
+    only covers the data the demo generated before Dagster starts.
+    """
+    from datetime import UTC, datetime
+
+    from safar.segments.evaluate import evaluate_segments
+    from safar.segments.registry import load_segments, static_members
+
+    engine = open_app_db(home)
+    try:
+        now = datetime.now(UTC)
+        outcomes = evaluate_segments(
+            home,
+            load_segments(engine),
+            as_of=now,
+            batch_id=f"demo:{now.isoformat()}",
+            static_members=static_members(engine),
+        )
+    finally:
+        engine.dispose()
+    for outcome in outcomes:
+        if outcome.status == "failed":
+            print(f"segment {outcome.slug} failed: {outcome.reason}")
+        elif outcome.status == "evaluated":
+            print(f"segment {outcome.slug}: {outcome.size:,} people")
+
+
 def free_port(preferred: int) -> int:
     """``preferred`` if nothing listens there on 127.0.0.1, else any free port."""
     for port in (preferred, 0):
@@ -206,4 +236,5 @@ def run_demo(
     home.ensure()
     ensure_demo_data(home, users=users, days=days, seed=seed)
     ensure_built(home)
+    evaluate_demo_segments(home)
     return serve(home) if serve_apps else 0
