@@ -4,6 +4,7 @@ with added as (
     from fct_events
     where event_name = 'Product Added'
       and occurred_at >= now() - interval 24 hour
+      and occurred_at <= now()
     group by person_id
 )
 
@@ -15,4 +16,5 @@ where not exists (
     where orders.person_id = added.person_id
       and orders.event_name = 'Order Completed'
       and orders.occurred_at >= added.last_added_at
+      and orders.occurred_at <= now()
 )

@@ -25,6 +25,8 @@ from safar.segments.definitions import (
     DefinitionError,
     SegmentDefinition,
     load_file_segment,
+    read_segment_file,
+    shown_path,
 )
 from safar.segments.sandbox import Catalog, load_catalog, manifest_path
 
@@ -43,6 +45,16 @@ def _instant(text: str) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
+def _sample_size(text: str) -> int:
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if size < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {size}")
+    return size
+
+
 def _catalog(home: SafarHome) -> Catalog:
     from safar.warehouse import connect
 
@@ -55,14 +67,24 @@ def _catalog(home: SafarHome) -> Catalog:
         con.close()
 
 
-def _file_definition(path: Path) -> SegmentDefinition:
-    """The segment of a ``.yml`` or ``.sql`` file; a lone ``.sql`` is checked as a draft."""
+def _file_definition(path: Path, *, drafts: bool = True) -> SegmentDefinition:
+    """The segment of a ``.yml`` or ``.sql`` file; a lone ``.sql`` is checked as a draft.
+
+    With ``drafts=False`` (the whole folder) a lone ``.sql`` is an error, as it is to
+    :func:`safar.segments.definitions.load_file_segments`, which every other command uses.
+    """
     if not path.exists():
         raise DefinitionError(f"{path}: no such file")
     yml = path.with_suffix(".yml")
     if path.suffix == ".sql" and not yml.exists():
+        if not drafts:
+            raise DefinitionError(f"{shown_path(path)}: no {yml.name} beside it")
         return SegmentDefinition(
-            slug=path.stem, name=path.stem, kind="sql", sql=path.read_text(), origin=str(path)
+            slug=path.stem,
+            name=path.stem,
+            kind="sql",
+            sql=read_segment_file(path),
+            origin=str(path),
         )
     if path.suffix not in (".sql", ".yml"):
         raise DefinitionError(f"{path}: a segment file ends in .sql or .yml")
@@ -102,7 +124,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     failures = 0
     for path in paths:
         try:
-            definition = _file_definition(path)
+            definition = _file_definition(path, drafts=not args.all)
             compiled = compile_segment(definition, catalog, as_of=_now())
         except DefinitionError as exc:
             failures += 1
@@ -282,7 +304,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     pre = cmds.add_parser("preview", help="count a segment's members and show a sample")
     pre.add_argument("segment", metavar="SLUG|FILE")
-    pre.add_argument("--sample", type=int, default=10)
+    pre.add_argument("--sample", type=_sample_size, default=10, help="people to show")
     pre.add_argument("--as-of", type=_instant, help="evaluate at this time (default: now)")
     pre.add_argument("--format", choices=FORMATS, default="table")
     pre.set_defaults(func=_cmd_preview)

@@ -149,12 +149,44 @@ def _text_field(meta: Mapping[str, Any], key: str, where: str, *, required: bool
     return value.strip()
 
 
-def _shown(path: Path) -> str:
+def shown_path(path: Path) -> str:
     """``path`` relative to the project when it is inside it (as people name the files)."""
     try:
         return str(path.resolve().relative_to(PROJECT_ROOT))
     except ValueError:
         return str(path)
+
+
+def read_segment_file(path: Path) -> str:
+    """The text of a segment file, which must be UTF-8.
+
+    Raises:
+        DefinitionError: the file is not UTF-8 (the message names it, the line and the byte).
+    """
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DefinitionError(
+            f"{shown_path(path)}: not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line});"
+            " save the file as UTF-8"
+        ) from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """`` at line L, column C: what is wrong``, on one line.
+
+    PyYAML's own text spans several lines and names the input ``"<unicode string>"``; the
+    file is already named, and ``safar segment validate`` prints one line per problem.
+    """
+    mark = getattr(exc, "problem_mark", None)
+    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None)
+    context = getattr(exc, "context", None)
+    if problem is None:
+        return f"{at}: {' '.join(str(exc).split())}"
+    return f"{at}: {context}: {problem}" if context else f"{at}: {problem}"
 
 
 def load_file_segment(yml: Path) -> SegmentDefinition:
@@ -164,14 +196,12 @@ def load_file_segment(yml: Path) -> SegmentDefinition:
         DefinitionError: a bad slug, unreadable YAML, an unknown or missing key, both or
             neither of a ``.sql`` file and ``condition``; the message names the file.
     """
-    where = _shown(yml)
+    where = shown_path(yml)
     slug = check_slug(yml.stem, f"{where}: file name")
     try:
-        meta = yaml.safe_load(yml.read_text(encoding="utf-8"))
+        meta = yaml.safe_load(read_segment_file(yml))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise DefinitionError(f"{where}: not valid YAML{at}: {exc}") from None
+        raise DefinitionError(f"{where}: not valid YAML{_yaml_problem(exc)}") from None
     if not isinstance(meta, dict):
         raise DefinitionError(f"{where}: must be a mapping with name, description, owner, refresh")
     unknown = sorted(set(meta) - set(METADATA_KEYS))
@@ -197,10 +227,10 @@ def load_file_segment(yml: Path) -> SegmentDefinition:
     }
     if condition is not None:
         return SegmentDefinition(kind="builder", condition=condition, origin=where, **common)
-    sql = sql_file.read_text(encoding="utf-8")
+    sql = read_segment_file(sql_file)
     if not sql.strip():
-        raise DefinitionError(f"{_shown(sql_file)}: empty; write one SELECT returning user_id")
-    return SegmentDefinition(kind="sql", sql=sql, origin=_shown(sql_file), **common)
+        raise DefinitionError(f"{shown_path(sql_file)}: empty; write one SELECT returning user_id")
+    return SegmentDefinition(kind="sql", sql=sql, origin=shown_path(sql_file), **common)
 
 
 def load_file_segments(directory: Path | None = None) -> list[SegmentDefinition]:
@@ -216,7 +246,9 @@ def load_file_segments(directory: Path | None = None) -> list[SegmentDefinition]
         sql for sql in sorted(directory.glob("*.sql")) if not sql.with_suffix(".yml").exists()
     ]
     if lonely:
-        raise DefinitionError(f"{lonely[0]}: no {lonely[0].with_suffix('.yml').name} beside it")
+        raise DefinitionError(
+            f"{shown_path(lonely[0])}: no {lonely[0].with_suffix('.yml').name} beside it"
+        )
     return [load_file_segment(yml) for yml in sorted(directory.glob("*.yml"))]
 
 
