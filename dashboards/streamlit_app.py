@@ -16,10 +16,16 @@ pages = [
     st.Page("app_pages/retention.py", title="Retention", icon=":material/grid_on:"),
     st.Page("app_pages/trends.py", title="Events & Trends", icon=":material/show_chart:"),
 ]
+engage = [
+    st.Page("app_pages/segments.py", title="Segments", icon=":material/groups:"),
+    st.Page("app_pages/segments_sql.py", title="SQL segment", icon=":material/code:"),
+    st.Page("app_pages/segments_builder.py", title="Segment builder", icon=":material/tune:"),
+    st.Page("app_pages/segments_upload.py", title="Upload a list", icon=":material/upload_file:"),
+]
 settings = [
     st.Page("app_pages/install.py", title="Install", icon=":material/integration_instructions:"),
 ]
 
 st.sidebar.title("Safar")
 st.sidebar.caption("Customer engagement, from the warehouse")
-st.navigation({"Insights": pages, "Settings": settings}).run()
+st.navigation({"Insights": pages, "Engage": engage, "Settings": settings}).run()

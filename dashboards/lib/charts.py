@@ -28,6 +28,7 @@ COLORS = {
     "converted": "#1f77b4",
     "dropped": "#d9d9d9",
     "conversion": "#2ca02c",
+    "segment": "#9467bd",
 }
 
 # Heatmap scale for retention: white (nobody back) to the product's blue.
@@ -365,3 +366,30 @@ def build_trends_figure(df: pl.DataFrame) -> go.Figure:
             )
         )
     return _layout(fig, title="Trends", x_title="Period", y_title="Value")
+
+
+def build_segment_size_figure(df: pl.DataFrame) -> go.Figure:
+    """A segment's size after each evaluation (``evaluated_at``, ``size``), as steps.
+
+    Sizes hold between evaluations, so the line steps rather than slopes.
+
+    Example:
+        >>> from datetime import datetime
+        >>> df = pl.DataFrame({"evaluated_at": [datetime(2026, 1, 1), datetime(2026, 1, 8)],
+        ...                    "size": [12, 30]})
+        >>> fig = build_segment_size_figure(df)
+        >>> list(fig.data[0].y), fig.data[0].line.shape
+        ([12, 30], 'hv')
+    """
+    fig = go.Figure(
+        go.Scatter(
+            x=df["evaluated_at"].to_list(),
+            y=df["size"].to_list(),
+            mode="lines+markers",
+            name="People",
+            line={"color": COLORS["segment"], "shape": "hv"},
+        )
+    )
+    fig = _layout(fig, title="Size over time", x_title="Evaluated at (UTC)", y_title="People")
+    fig.update_layout(showlegend=False, height=300)
+    return fig
