@@ -107,15 +107,8 @@ def _definitions() -> list[SegmentDefinition]:
 
 def _engine_preview(home: SafarHome, definition: SegmentDefinition) -> tuple[int, list[str]]:
     from safar.segments.preview import preview
-    from safar.segments.sandbox import load_catalog, manifest_path
-    from safar.warehouse import connect
 
-    con = connect(home, read_only=True)
-    try:
-        catalog = load_catalog(con, manifest_path(home))
-    finally:
-        con.close()
-    result = preview(home, definition, catalog, as_of=PREVIEW_AS_OF, sample=10)
+    result = preview(home, definition, as_of=PREVIEW_AS_OF, sample=10)
     return result.size, [p["person_id"] for p in result.sample]
 
 

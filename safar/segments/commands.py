@@ -149,9 +149,9 @@ def _cmd_preview(args: argparse.Namespace) -> int:
 
     home = home_from_env(args.home)
     definition = _find(home, args.segment)
-    result = preview(
-        home, definition, _catalog(home), as_of=args.as_of or _now(), sample=args.sample
-    )
+    if not home.catalog.exists():
+        raise FileNotFoundError(f"no warehouse at {home.catalog}: run `safar build` first")
+    result = preview(home, definition, as_of=args.as_of or _now(), sample=args.sample)
     if args.format == "json":
         body = {
             "slug": result.slug,

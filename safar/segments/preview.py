@@ -18,7 +18,14 @@ from sqlglot import exp
 from safar.config import SafarHome
 from safar.segments.compile import CompiledSegment, compile_segment
 from safar.segments.definitions import SegmentDefinition
-from safar.segments.sandbox import Catalog, Limits, execute, locked_connection
+from safar.segments.sandbox import (
+    Catalog,
+    Limits,
+    execute,
+    load_catalog,
+    locked_connection,
+    manifest_path,
+)
 
 SAMPLE_COLUMNS = ("person_id", "user_id", "name", "email", "phone", "carrier", "last_seen_at")
 DEFAULT_LIMITS = Limits()
@@ -68,7 +75,7 @@ def preview_query(compiled: CompiledSegment, sample: int) -> exp.Query:
 def preview(
     home: SafarHome,
     definition: SegmentDefinition,
-    catalog: Catalog,
+    catalog: Catalog | None = None,
     *,
     as_of: datetime,
     sample: int = 10,
@@ -76,14 +83,19 @@ def preview(
 ) -> Preview:
     """Count ``definition``'s members at ``as_of`` and show ``sample`` of them.
 
+    Without ``catalog`` it is read on the same connection the preview runs on (one attach of
+    the warehouse instead of two); callers that keep a catalog pass it.
+
     Raises:
         CompileError: the definition does not compile or fails the sandbox.
         SandboxError: the query failed or ran out of time.
     """
     started = time.perf_counter()
-    compiled = compile_segment(definition, catalog, as_of=as_of)
     con = locked_connection(home, limits)
     try:
+        if catalog is None:
+            catalog = load_catalog(con, manifest_path(home))
+        compiled = compile_segment(definition, catalog, as_of=as_of)
         rows = execute(con, preview_query(compiled, sample), limits)
     finally:
         con.close()
