@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 
 import pytest
+from warehouse_helpers import DEMO_END
 
 from safar.config import SafarHome
-
-DEMO_END = date(2026, 1, 31)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import itertools
 import json
 import random
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -24,6 +24,9 @@ from safar.lake import LakeWriter
 from safar.warehouse import connect
 
 _message_ids = itertools.count(1)
+
+DEMO_END = date(2026, 1, 31)
+"""The last day of the session's demo warehouse (the ``demo_home`` fixture in conftest.py)."""
 
 # Every model docs/warehouse.md promises, and its grain key (used to compare builds).
 MARTS: dict[str, tuple[str, ...]] = {

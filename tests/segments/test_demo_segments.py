@@ -20,7 +20,7 @@ import duckdb
 import polars as pl
 import pytest
 import yaml
-from conftest import DEMO_END
+from warehouse_helpers import DEMO_END
 
 from safar.config import DBT_PROJECT_DIR, PROJECT_ROOT, SafarHome
 from safar.segments.compile import compile_segment
