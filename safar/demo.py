@@ -235,6 +235,9 @@ def run_demo(
 ) -> int:
     home.ensure()
     ensure_demo_data(home, users=users, days=days, seed=seed)
-    ensure_built(home)
-    evaluate_demo_segments(home)
+    if ensure_built(home):
+        # New data: evaluate the segments, then build once more so their Segment Entered
+        # events are in the warehouse too. From then on Dagster evaluates (batches, clock).
+        evaluate_demo_segments(home)
+        ensure_built(home)
     return serve(home) if serve_apps else 0
