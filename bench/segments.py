@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from safar.build import build  # noqa: E402
 from safar.config import SafarHome  # noqa: E402
+from safar.demo import free_port, wait_for_http  # noqa: E402
 from safar.segments.definitions import SegmentDefinition, load_file_segments  # noqa: E402
 
 PREVIEW_USERS = 1_000_000
@@ -193,25 +194,6 @@ where event_name = '{PING}'
 """
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_http(url: str, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"{url} did not answer in {timeout:.0f} s")
-
-
 def _send(url: str, write_key: str, user: str) -> float:
     body = json.dumps(
         {
@@ -254,12 +236,13 @@ def _entered_at(home: SafarHome) -> dict[str, float]:
 
 def _baseline_loop(home_root: str, stop_file: str) -> None:
     """Child process: the hand-written pipeline — poll, dbt micro-batch, evaluate."""
+    from safar.appdb import open_app_db
     from safar.lake import file_id_of, landing_files
     from safar.segments.evaluate import evaluate_segments
-    from safar.segments.registry import load_segments, open_registry
+    from safar.segments.registry import load_segments
 
     home = SafarHome(Path(home_root))
-    engine = open_registry(home)
+    engine = open_app_db(home)
     last = max((file_id_of(p) for p in landing_files(home)), default="")
     while not Path(stop_file).exists():
         files = [p for p in landing_files(home, after_id=last)]
@@ -274,7 +257,7 @@ def _baseline_loop(home_root: str, stop_file: str) -> None:
 
 
 def _run_latency(home: SafarHome, pipeline: str, people: int, gap: float, env: dict) -> dict:
-    gw_port = _free_port()
+    gw_port = free_port(0)
     procs: list[subprocess.Popen] = []
     logs = home.root / "logs"
     logs.mkdir(exist_ok=True)
@@ -326,7 +309,7 @@ def _run_latency(home: SafarHome, pipeline: str, people: int, gap: float, env: d
         start("loop", [sys.executable, __file__, "--baseline-loop", str(home.root), str(stop_file)])
     url = f"http://127.0.0.1:{gw_port}"
     try:
-        _wait_http(f"{url}/health")
+        wait_for_http(f"{url}/health", procs[0])
         time.sleep(20 if pipeline == "dagster" else 2)  # the daemon's first sensor tick
         sent: dict[str, float] = {}
         for n in range(people):
@@ -395,12 +378,13 @@ def bench_latency(people: int, gap: float) -> dict[str, Any]:
             prepare_dagster_home(root / "dagster")
             # The first evaluation (the demo's existing data) is not part of the measurement.
             os.environ["SAFAR_SEGMENTS_DIR"] = str(segments)
+            from safar.appdb import open_app_db
             from safar.segments.evaluate import evaluate_segments
-            from safar.segments.registry import load_segments, open_registry
+            from safar.segments.registry import load_segments
 
             evaluate_segments(
                 home,
-                load_segments(open_registry(home)),
+                load_segments(open_app_db(home)),
                 as_of=datetime.now(UTC),
                 batch_id="bench:setup",
             )

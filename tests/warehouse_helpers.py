@@ -10,11 +10,15 @@ dbt-core.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import random
+import shutil
+import sqlite3
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -83,6 +87,23 @@ def land(home: SafarHome, rows: Iterable[dict[str, Any]]) -> int:
     result = LakeWriter(home).write(frame)
     assert result.rejected == 0, f"rows rejected, see {result.rejected_file}"
     return result.accepted
+
+
+def copy_home(source: SafarHome, root: Path) -> SafarHome:
+    """A copy of ``source`` at ``root`` that can be opened and written on its own.
+
+    The app DB is left behind (a copy starts with none). DuckLake records the absolute data
+    path in its catalog and refuses to attach with another; the data files are stored relative
+    to it, so pointing it at the copy's folder moves the lake.
+    """
+    shutil.copytree(source.root, root, ignore=shutil.ignore_patterns("app.sqlite*"))
+    home = SafarHome(root)
+    with contextlib.closing(sqlite3.connect(home.catalog)) as db, db:
+        db.execute(
+            "update ducklake_metadata set value = ? where key = 'data_path'",
+            [f"{home.warehouse_data}/"],
+        )
+    return home
 
 
 def query(home: SafarHome, sql: str) -> list[tuple]:

@@ -30,7 +30,7 @@ from safar.segments.definitions import SegmentDefinition
 from safar.segments.membership import SizeSummary, size_history, size_summaries
 from safar.segments.preview import Preview, preview
 from safar.segments.registry import file_slugs, load_segments
-from safar.segments.sandbox import Catalog, load_catalog, manifest_path
+from safar.segments.sandbox import Catalog, manifest_path, read_catalog
 from safar.segments.static_list import (
     Kind,
     MatchReport,
@@ -86,13 +86,9 @@ def delete_app_segment(home: str, slug: str) -> None:
 @st.cache_data(ttl=CACHE_TTL_SECONDS, max_entries=CACHE_MAX_ENTRIES, show_spinner=False)
 def _load_catalog(home: str, manifest: str, manifest_version: int) -> dict[str, dict[str, str]]:
     try:
-        con = connect(SafarHome(Path(home)), read_only=True)
+        return read_catalog(SafarHome(Path(home)), Path(manifest))
     except FileNotFoundError as exc:
         raise queries.WarehouseNotReady(str(exc)) from exc
-    try:
-        return load_catalog(con, Path(manifest))
-    finally:
-        con.close()
 
 
 def catalog(home: str) -> Catalog:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from safar.config import SafarHome, home_from_env, segments_directory
-from safar.segments.compile import CompileError, compile_segment
+from safar.segments.compile import CompileError, compile_segment, naive_utc
 from safar.segments.definitions import (
     DefinitionError,
     SegmentDefinition,
@@ -28,7 +28,7 @@ from safar.segments.definitions import (
     read_segment_file,
     shown_path,
 )
-from safar.segments.sandbox import Catalog, load_catalog, manifest_path
+from safar.segments.sandbox import read_catalog
 
 FORMATS = ("table", "json")
 
@@ -42,7 +42,7 @@ def _instant(text: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO time: {text!r}") from None
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+    return naive_utc(moment)
 
 
 def _sample_size(text: str) -> int:
@@ -53,18 +53,6 @@ def _sample_size(text: str) -> int:
     if size < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {size}")
     return size
-
-
-def _catalog(home: SafarHome) -> Catalog:
-    from safar.warehouse import connect
-
-    if not home.catalog.exists():
-        raise FileNotFoundError(f"no warehouse at {home.catalog}: run `safar build` first")
-    con = connect(home, read_only=True)
-    try:
-        return load_catalog(con, manifest_path(home))
-    finally:
-        con.close()
 
 
 def _file_definition(path: Path, *, drafts: bool = True) -> SegmentDefinition:
@@ -92,9 +80,10 @@ def _file_definition(path: Path, *, drafts: bool = True) -> SegmentDefinition:
 
 
 def _segments(home: SafarHome) -> tuple[list[SegmentDefinition], Any]:
-    from safar.segments.registry import load_segments, open_registry
+    from safar.appdb import open_app_db
+    from safar.segments.registry import load_segments
 
-    engine = open_registry(home)
+    engine = open_app_db(home)
     return load_segments(engine), engine
 
 
@@ -120,7 +109,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if args.all:
         drafts = sorted(folder.glob("*.sql"))
         paths += [p for p in drafts if not p.with_suffix(".yml").exists()]
-    catalog = _catalog(home)
+    catalog = read_catalog(home)
     failures = 0
     for path in paths:
         try:
@@ -207,8 +196,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_upload(args: argparse.Namespace) -> int:
+    from safar.appdb import open_app_db
     from safar.appdb.segments import save_static_list
-    from safar.segments.registry import file_slugs, open_registry
+    from safar.segments.registry import file_slugs
     from safar.segments.static_list import match_static_list, parse_static_list
     from safar.warehouse import connect
 
@@ -220,7 +210,7 @@ def _cmd_upload(args: argparse.Namespace) -> int:
     finally:
         con.close()
     saved = save_static_list(
-        open_registry(home),
+        open_app_db(home),
         args.slug,
         args.name,
         report.person_ids,

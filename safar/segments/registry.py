@@ -6,9 +6,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from safar.appdb import open_app_db
 from safar.appdb import segments as app_segments
-from safar.config import SafarHome
 from safar.segments.definitions import SegmentDefinition, load_file_segments, merge_segments
 from safar.segments.evaluate import StaticMembers
 
@@ -30,8 +28,3 @@ def file_slugs(directory: Path | None = None) -> frozenset[str]:
 def static_members(engine: sa.Engine) -> StaticMembers:
     """Reads a static list's members from the app DB."""
     return lambda slug: app_segments.list_members(engine, slug)
-
-
-def open_registry(home: SafarHome) -> sa.Engine:
-    """The app DB of ``home``, where app segments live."""
-    return open_app_db(home)

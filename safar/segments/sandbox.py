@@ -312,6 +312,23 @@ def load_catalog(con: duckdb.DuckDBPyConnection, manifest: Path) -> dict[str, di
     return catalog
 
 
+def read_catalog(home: SafarHome, manifest: Path | None = None) -> dict[str, dict[str, str]]:
+    """:func:`load_catalog` on a read-only connection of its own to ``home``'s warehouse.
+
+    Raises:
+        FileNotFoundError: there is no warehouse or no manifest (run ``safar build`` first).
+    """
+    from safar.warehouse import connect
+
+    if not home.catalog.exists():
+        raise FileNotFoundError(f"no warehouse at {home.catalog}: run `safar build` first")
+    con = connect(home, read_only=True)
+    try:
+        return load_catalog(con, manifest or manifest_path(home))
+    finally:
+        con.close()
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one segment query may use."""

@@ -12,8 +12,6 @@ import csv
 import doctest
 import io
 import json
-import shutil
-import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +22,7 @@ import sqlalchemy as sa
 from page_helpers import assert_ok
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
+from warehouse_helpers import copy_home
 
 import dashboards.lib.segment_forms as segment_forms_module
 from dashboards.lib.segment_forms import FormCannotShow, builder_state, builder_tree
@@ -51,26 +50,6 @@ EVALUATED_AT = [datetime(2026, 1, day, 12) for day in (17, 24, 31)]
 def _repository_segments(monkeypatch: pytest.MonkeyPatch) -> None:
     """The pages read the repository's ``segments_sql/``, the six demo segments."""
     monkeypatch.delenv("SAFAR_SEGMENTS_DIR", raising=False)
-
-
-def copy_home(source: SafarHome, root: Path) -> SafarHome:
-    """A copy of ``source`` at ``root`` that writes to itself.
-
-    DuckLake keeps the data path in its catalog and refuses to attach with another one; the
-    data files are stored relative to it, so pointing it at the copy's folder moves the lake.
-    """
-    shutil.copytree(source.root, root)
-    home = SafarHome(root)
-    con = sqlite3.connect(home.catalog)
-    try:
-        con.execute(
-            "update ducklake_metadata set value = ? where key = 'data_path'",
-            [f"{home.warehouse_data}/"],
-        )
-        con.commit()
-    finally:
-        con.close()
-    return home
 
 
 @pytest.fixture(scope="module")

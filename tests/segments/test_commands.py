@@ -8,16 +8,14 @@ the lake, the landing zone and the app DB). Segment folders of the tests' own go
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import shutil
-import sqlite3
 from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
+from warehouse_helpers import copy_home
 
 from safar.cli import main
 from safar.config import PROJECT_ROOT, SafarHome
@@ -34,19 +32,6 @@ DEMO_SLUGS = [
     "irancell-users",
     "repeat-buyers",
 ]
-
-
-def copy_home(source: SafarHome, root: Path) -> SafarHome:
-    """A copy of ``source`` at ``root`` that can be opened and written on its own."""
-    shutil.copytree(source.root, root, ignore=shutil.ignore_patterns("app.sqlite*"))
-    home = SafarHome(root)
-    # DuckLake records the absolute data path in its catalog (the files' paths are relative).
-    with contextlib.closing(sqlite3.connect(home.catalog)) as db, db:
-        db.execute(
-            "update ducklake_metadata set value = ? where key = 'data_path'",
-            [f"{home.warehouse_data}/"],
-        )
-    return home
 
 
 @pytest.fixture(autouse=True)

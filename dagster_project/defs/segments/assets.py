@@ -14,8 +14,9 @@ import dagster as dg
 from dagster_project.defs.dbt.project import dbt_project
 from dagster_project.defs.resources import SafarResource
 from dagster_project.pools import WAREHOUSE_POOL
+from safar.appdb import open_app_db
 from safar.segments.evaluate import evaluate_segments
-from safar.segments.registry import load_segments, open_registry, static_members
+from safar.segments.registry import load_segments, static_members
 
 SEGMENTS_ASSET = dg.AssetKey("segment_membership")
 BATCH_TAGS = ("safar/last_file_id", "safar/clock")
@@ -62,7 +63,7 @@ def segment_membership(
     context: dg.AssetExecutionContext, safar: SafarResource
 ) -> dg.MaterializeResult:
     home = safar.safar_home()
-    engine = open_registry(home)
+    engine = open_app_db(home)
     definitions = load_segments(engine)
     outcomes = evaluate_segments(
         home,

@@ -16,8 +16,9 @@ from dagster_project.defs.dbt.jobs import refresh_micro_batch_job
 from dagster_project.defs.dbt.project import dbt_project
 from dagster_project.defs.resources import SafarResource
 from dagster_project.defs.segments.assets import evaluate_segments_job
+from safar.appdb import open_app_db
 from safar.segments.evaluate import clock_due
-from safar.segments.registry import load_segments, open_registry
+from safar.segments.registry import load_segments
 
 _ACTIVE = [
     dg.DagsterRunStatus.QUEUED,
@@ -40,7 +41,7 @@ def segment_clock_sensor(
     if not home.catalog.exists():
         return dg.SkipReason(f"no warehouse yet at {home.catalog}")
     now = datetime.now(UTC).replace(tzinfo=None)
-    definitions = load_segments(open_registry(home))
+    definitions = load_segments(open_app_db(home))
     due = clock_due(home, definitions, now=now, manifest=dbt_project.manifest_path)
     if not due:
         return dg.SkipReason("no time-relative segment is due for a re-check")
