@@ -17,6 +17,7 @@ from pathlib import Path
 
 from safar.config import DBT_PROJECT_DIR, SafarHome, extension_directory
 from safar.lake import quarantine_corrupt
+from safar.writer_lock import warehouse_writer
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class BuildResult:
     seconds: float
     nodes: int
     quarantined: list[Path] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -118,23 +120,30 @@ def build(
     *,
     full_refresh: bool = False,
     select: str | None = None,
+    exclude: str | None = None,
     dbt_vars: str | None = None,
     test: bool = True,
 ) -> BuildResult:
     """Build (and by default test) every dbt model over the landing zone of ``home``."""
     started = time.perf_counter()
     home.ensure()
-    quarantined = quarantine_corrupt(home)
-    prepare_catalog(home)
     args = ["build" if test else "run"]
     if full_refresh:
         args.append("--full-refresh")
     if select:
         args += ["--select", select]
+    if exclude:
+        args += ["--exclude", exclude]
     if dbt_vars:
         args += ["--vars", dbt_vars]
-    nodes = run_dbt(home, args)
-    _ensure_segment_tables(home)
+    with warehouse_writer(home, purpose=f"dbt {' '.join(args)}"):
+        quarantined = quarantine_corrupt(home)
+        prepare_catalog(home)
+        nodes = run_dbt(home, args)
+        _ensure_segment_tables(home)
     return BuildResult(
-        seconds=time.perf_counter() - started, nodes=len(nodes), quarantined=quarantined
+        seconds=time.perf_counter() - started,
+        nodes=len(nodes),
+        quarantined=quarantined,
+        models=[r.node.name for r in nodes if r.node.resource_type == "model"],
     )

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -49,6 +49,7 @@ from safar.segments.sandbox import (
     run,
 )
 from safar.warehouse import connect
+from safar.writer_lock import warehouse_writer
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,7 @@ def evaluate_segments(
     recheck: timedelta = TIME_RECHECK,
     limits: Limits = DEFAULT_LIMITS,
     manifest: Path | None = None,
+    waiting_for: Collection[str] = frozenset(),
 ) -> list[Outcome]:
     """Evaluate the due segments of ``definitions`` at ``as_of`` for ``batch_id``.
 
@@ -200,6 +202,8 @@ def evaluate_segments(
         recheck: how often live time-relative segments are re-checked.
         limits: memory and time limits of each segment query.
         manifest: the dbt manifest naming the marts (default: the home's newest).
+        waiting_for: tables this batch refreshes later; a segment reading one is left for
+            the evaluation after that refresh (it is not marked as evaluated for this batch).
 
     Returns:
         One outcome per definition, in evaluation order. A segment that fails (bad SQL, a
@@ -208,41 +212,56 @@ def evaluate_segments(
     as_of = naive_utc(as_of)
     names = {d.slug: d.name for d in definitions}
     outcomes: list[Outcome] = []
-    writer = connect(home)
-    try:
-        ensure_tables(writer)
-        # A pass that stopped after applying but before publishing left events owed.
-        publish_pending(writer, home, names)
-        catalog = load_catalog(writer, manifest or manifest_path(home))
-        compiled: list[CompiledSegment] = []
-        for definition in definitions:
-            try:
-                compiled.append(compile_segment(definition, catalog, as_of=as_of))
-            except CompileError as exc:
-                outcomes.append(Outcome(definition.slug, "failed", exc.reason))
-        compiled.sort(key=lambda c: (c.reads_membership, c.definition.slug))
-        last = last_evaluations(writer)
-        reader = locked_connection(home, limits)
+    # Held from before the first read: two passes must not both find the same change.
+    with warehouse_writer(home, purpose=f"segment evaluation {batch_id}"):
+        writer = connect(home)
         try:
-            for segment in compiled:
-                outcomes.append(
-                    _evaluate_one(
-                        writer,
-                        reader,
-                        segment,
-                        last.get(segment.definition.slug),
-                        batch_id=batch_id,
-                        static_members=static_members,
-                        force=force,
-                        recheck=recheck,
-                        limits=limits,
+            ensure_tables(writer)
+            # A pass that stopped after applying but before publishing left events owed.
+            publish_pending(writer, home, names)
+            catalog = load_catalog(writer, manifest or manifest_path(home))
+            compiled: list[CompiledSegment] = []
+            for definition in definitions:
+                try:
+                    compiled.append(compile_segment(definition, catalog, as_of=as_of))
+                except CompileError as exc:
+                    if waiting_for:
+                        # It may read a table the later refresh creates (a first batch); the
+                        # evaluation after that refresh reports the error if it stays.
+                        reason = f"waits for {', '.join(sorted(waiting_for))}: {exc.reason}"
+                        outcomes.append(Outcome(definition.slug, "skipped", reason))
+                    else:
+                        outcomes.append(Outcome(definition.slug, "failed", exc.reason))
+            compiled.sort(key=lambda c: (c.reads_membership, c.definition.slug))
+            last = last_evaluations(writer)
+            reader = locked_connection(home, limits)
+            try:
+                for segment in compiled:
+                    if stale := sorted(segment.tables & set(waiting_for)):
+                        outcomes.append(
+                            Outcome(
+                                segment.definition.slug, "skipped", f"waits for {', '.join(stale)}"
+                            )
+                        )
+                        continue
+                    outcomes.append(
+                        _evaluate_one(
+                            writer,
+                            reader,
+                            segment,
+                            last.get(segment.definition.slug),
+                            batch_id=batch_id,
+                            static_members=static_members,
+                            force=force,
+                            recheck=recheck,
+                            limits=limits,
+                        )
                     )
-                )
+            finally:
+                reader.close()
+            publish_pending(writer, home, names)
         finally:
-            reader.close()
-        publish_pending(writer, home, names)
-    finally:
-        writer.close()
+            writer.close()
     return outcomes
 
 

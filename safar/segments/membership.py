@@ -210,11 +210,14 @@ def _publish(
     names: dict[str, str],
 ) -> int:
     # Known people are addressed by user id, anonymous ones by their anonymous id, so the
-    # event resolves to the same person as everything else they did.
+    # event resolves to the same person as everything else they did. A person is known when
+    # their person id is an identified id (dim_users.user_id says the same), read from the
+    # identity mart because it is refreshed with the events, before dim_users.
     rows = con.execute(
-        f"""select m.person_id, m.entered_at = ? as entered, u.user_id
+        f"""select m.person_id, m.entered_at = ? as entered, ids.distinct_id as user_id
         from {MEMBERSHIP_TABLE} m
-        left join lake.main.dim_users u on u.person_id = m.person_id
+        left join lake.main.dim_person_distinct_ids ids
+            on ids.distinct_id = m.person_id and ids.is_identified_id
         where m.segment_id = ? and (m.entered_at = ? or m.exited_at = ?)
         order by m.person_id""",
         [at, segment_id, at, at],

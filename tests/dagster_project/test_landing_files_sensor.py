@@ -11,6 +11,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from dagster_project.defs.ingest.live import LiveLane
 from dagster_project.defs.ingest.sensors import landing_files_sensor
 from dagster_project.defs.resources import SafarResource
 from safar.config import SafarHome
@@ -51,7 +52,12 @@ def _tick(instance: dg.DagsterInstance, home: Path, cursor: str | None = None):
     context = dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
-        resources={"safar": SafarResource(home=str(home))},
+        # The live lane is closed: these tests are about which runs the sensor asks for
+        # (test_live_lane.py covers refreshing in place).
+        resources={
+            "safar": SafarResource(home=str(home)),
+            "live_lane": LiveLane(max_bytes=0, wait_seconds=0),
+        },
     )
     return landing_files_sensor.evaluate_tick(context)
 

@@ -1,9 +1,13 @@
-"""Segments in Dagster: the micro-batch run evaluates them after the marts; the clock asks
-for a run only when a segment is due and nothing else will evaluate it."""
+"""Segments in Dagster: the micro-batch run evaluates them after the marts, the live lane right
+after its in-place refresh; the clock sensor re-checks them in place only when one is due."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +16,7 @@ import polars as pl
 import pytest
 
 from dagster_project.definitions import defs
+from dagster_project.defs.ingest.live import LiveLane
 from dagster_project.defs.ingest.sensors import landing_files_sensor
 from dagster_project.defs.resources import SafarResource
 from dagster_project.defs.segments.sensors import segment_clock_sensor
@@ -91,9 +96,19 @@ def home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> SafarHome:
     return home
 
 
-def _context(instance: dg.DagsterInstance, home: SafarHome, cursor: str | None = None):
+def _context(
+    instance: dg.DagsterInstance,
+    home: SafarHome,
+    cursor: str | None = None,
+    live_lane: LiveLane | None = None,
+):
     return dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"safar": SafarResource(home=str(home.root))}
+        instance=instance,
+        cursor=cursor,
+        resources={
+            "safar": SafarResource(home=str(home.root)),
+            "live_lane": live_lane or LiveLane(max_bytes=0, wait_seconds=0),
+        },
     )
 
 
@@ -118,10 +133,10 @@ def test_a_micro_batch_run_evaluates_segments_once(home: SafarHome, tmp_path: Pa
 
         # Just evaluated, nothing time-relative: the clock has nothing to do.
         clock = segment_clock_sensor.evaluate_tick(_context(instance, home))
-        assert not clock.run_requests
+        assert not clock.asset_events
         assert "no time-relative segment is due" in clock.skip_message
 
-        # A new segment file is due at once, with no new event.
+        # A new segment file is due at once, with no new event: the clock evaluates it in place.
         _write_segment(
             tmp_path / "segments",
             "recent",
@@ -129,13 +144,164 @@ def test_a_micro_batch_run_evaluates_segments_once(home: SafarHome, tmp_path: Pa
             " where last_seen_at > now() - interval 1 day",
         )
         clock = segment_clock_sensor.evaluate_tick(_context(instance, home))
-        (clock_request,) = clock.run_requests
-        assert clock_request.tags["safar/due_segments"] == "recent"
-        evaluate = defs().resolve_job_def("evaluate_segments_job")
-        assert evaluate.execute_in_process(instance=instance, tags=clock_request.tags).success
+        assert clock.run_requests == []
+        (materialization,) = clock.asset_events
+        assert materialization.asset_key == dg.AssetKey("segment_membership")
+        assert materialization.metadata["entered"] == dg.IntMetadataValue(2)
+        # (android is evaluated too: re-executing the batch rebuilt the tables it reads.)
+        assert clock.skip_message.endswith("android, recent")
         assert _members(home, "recent") == ["ali", "sara"]
         assert _segment_events(home) == [
             ("Segment Entered", "ali"),
             ("Segment Entered", "ali"),
             ("Segment Entered", "sara"),
         ]
+
+        # The same minute again: that batch was evaluated, nothing is published twice.
+        segment_clock_sensor.evaluate_tick(_context(instance, home))
+        assert len(_segment_events(home)) == 3
+
+
+def test_the_live_lane_publishes_segment_entered_in_the_tick(
+    home: SafarHome, tmp_path: Path
+) -> None:
+    _write_segment(
+        tmp_path / "segments",
+        "openers",
+        "select distinct person_id as user_id from fct_events"
+        " where event_name = 'Application Opened'",
+    )
+    live = LiveLane(wait_seconds=0)
+    with dg.instance_for_test() as instance:
+        LakeWriter(home).write(_batch(("ali", "android")))
+        first = landing_files_sensor.evaluate_tick(_context(instance, home, live_lane=live))
+        assert first.run_requests == []
+        assert _members(home, "android") == ["ali"]
+        assert _members(home, "openers") == ["ali"]
+        # The behaviour segment is out with the event models; the device segment (dim_devices
+        # is a profile model) waits for the profile stage, in the same tick when nothing else
+        # is waiting. (The tick also refreshes the file of Segment Entered events it wrote.)
+        membership = [e for e in first.asset_events if e.asset_key.path == ["segment_membership"]]
+        stages = [(m.metadata["stage"].value, m.metadata["entered"].value) for m in membership]
+        assert stages[0] == ("events", 1)
+        assert "| android | skipped |  | 0 | 0 | waits for " in (
+            membership[0].metadata["segments"].value
+        )
+        assert ("profiles", 1) in stages
+        assert sum(entered for _, entered in stages) == 2
+        ali = [("Segment Entered", "ali"), ("Segment Entered", "ali")]
+        assert _segment_events(home) == ali
+
+        LakeWriter(home).write(_batch(("sara", "android")))
+        second = landing_files_sensor.evaluate_tick(
+            _context(instance, home, cursor=first.cursor, live_lane=live)
+        )
+        assert second.run_requests == []
+        both = sorted([*ali, ("Segment Entered", "sara"), ("Segment Entered", "sara")])
+        assert _segment_events(home) == both
+
+        # A replayed tick (the daemon died before saving the cursor) refreshes the same batch
+        # again and publishes nothing new.
+        landing_files_sensor.evaluate_tick(
+            _context(instance, home, cursor=first.cursor, live_lane=live)
+        )
+        assert _segment_events(home) == both
+
+
+def test_a_batch_waits_while_another_process_writes_the_warehouse(
+    home: SafarHome, tmp_path: Path
+) -> None:
+    live = LiveLane(wait_seconds=0)
+    with dg.instance_for_test() as instance:
+        LakeWriter(home).write(_batch(("ali", "android")))
+        first = landing_files_sensor.evaluate_tick(_context(instance, home, live_lane=live))
+        LakeWriter(home).write(_batch(("sara", "android")))
+        _write_segment(tmp_path / "segments", "everyone", "select user_id from dim_users")
+        with _lock_held_by_another_process(home):
+            busy = landing_files_sensor.evaluate_tick(
+                _context(instance, home, cursor=first.cursor, live_lane=live)
+            )
+            assert busy.run_requests == []
+            # Nothing was handled: the cursor stays, the next tick takes the files.
+            assert busy.cursor == first.cursor
+            assert "wait for the next tick" in busy.skip_message
+            assert "holding the lock for the test" in busy.skip_message
+            clock = segment_clock_sensor.evaluate_tick(_context(instance, home))
+            assert "segment(s) due (everyone)" in clock.skip_message
+            assert "holding the lock for the test" in clock.skip_message
+            assert _segment_events(home) == [("Segment Entered", "ali")]
+        landing_files_sensor.evaluate_tick(
+            _context(instance, home, cursor=first.cursor, live_lane=live)
+        )
+        assert _segment_events(home) == [
+            ("Segment Entered", "ali"),
+            ("Segment Entered", "ali"),
+            ("Segment Entered", "sara"),
+            ("Segment Entered", "sara"),
+        ]
+
+
+def test_a_batch_bigger_than_the_live_lane_goes_to_a_run(home: SafarHome) -> None:
+    with dg.instance_for_test() as instance:
+        LakeWriter(home).write(_batch(("ali", "android")))
+        tick = landing_files_sensor.evaluate_tick(
+            _context(instance, home, live_lane=LiveLane(max_bytes=100, wait_seconds=0))
+        )
+        (request,) = tick.run_requests
+        assert request.tags["safar/file_count"] == "1"
+        assert _segment_events(home) == []
+
+
+@contextlib.contextmanager
+def _lock_held_by_another_process(home: SafarHome) -> Iterator[None]:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from pathlib import Path\n"
+            "from safar.config import SafarHome\n"
+            "from safar.writer_lock import warehouse_writer\n"
+            "with warehouse_writer(SafarHome(Path(sys.argv[1])),"
+            " purpose='holding the lock for the test'):\n"
+            "    print('held', flush=True)\n"
+            "    time.sleep(600)\n",
+            str(home.root),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_stage_too_slow_for_a_tick_sends_batches_to_runs(home: SafarHome) -> None:
+    # Every stage is "too slow" at 0 s: what a warehouse too big for a sensor tick looks like.
+    live = LiveLane(wait_seconds=0, max_stage_seconds=0)
+    with dg.instance_for_test() as instance:
+        LakeWriter(home).write(_batch(("ali", "android")))
+        first = landing_files_sensor.evaluate_tick(_context(instance, home, live_lane=live))
+        assert first.run_requests == []
+        assert "batches go to runs for the next 600 s" in first.skip_message
+        cursor = json.loads(first.cursor)
+        assert cursor["lane_closed_until"] > cursor["profiles_owed_since"]
+
+        # The profiles still owed go to a run, not into the tick.
+        owed = landing_files_sensor.evaluate_tick(
+            _context(instance, home, cursor=first.cursor, live_lane=live)
+        )
+        (profiles_run,) = owed.run_requests
+        assert profiles_run.run_key.startswith("profiles-")
+        assert "profiles_owed_since" not in json.loads(owed.cursor)
+
+        # So does the next batch.
+        LakeWriter(home).write(_batch(("sara", "android")))
+        later = landing_files_sensor.evaluate_tick(
+            _context(instance, home, cursor=owed.cursor, live_lane=live)
+        )
+        (batch_run,) = later.run_requests
+        assert batch_run.tags["safar/file_count"] == "1"

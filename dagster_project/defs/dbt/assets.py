@@ -17,6 +17,7 @@ from dagster_project.defs.resources import SafarResource
 from dagster_project.pools import WAREHOUSE_POOL
 from safar.build import dbt_environment, prepare_catalog
 from safar.lake import quarantine_corrupt
+from safar.writer_lock import warehouse_writer
 
 
 class SafarDbtTranslator(DagsterDbtTranslator):
@@ -53,15 +54,19 @@ def warehouse_dbt_assets(
 ) -> Iterator[Any]:
     """Build (and test) the selected dbt models against the configured Safar home."""
     home = safar.safar_home()
-    # The same preparation as `safar build`: a corrupt landing file must not stop the batch,
-    # and the catalog needs WAL mode before the first write so dashboards never block on it.
-    quarantined = quarantine_corrupt(home)
-    if quarantined:
-        context.log.warning(
-            f"quarantined {len(quarantined)} unreadable landing file(s): "
-            + ", ".join(str(p) for p in quarantined)
-        )
-    prepare_catalog(home)
     args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
-    with dbt_environment(home):
-        yield from dbt.cli(args, context=context, target_path=run_target_dir(home)).stream()
+    # The pool serializes runs; the lock also keeps out the ingest sensor's live lane and
+    # `safar build` from a shell.
+    with warehouse_writer(home, purpose=f"Dagster run {context.run_id}: dbt {' '.join(args)}"):
+        # The same preparation as `safar build`: a corrupt landing file must not stop the
+        # batch, and the catalog needs WAL mode before the first write so dashboards never
+        # block on it.
+        quarantined = quarantine_corrupt(home)
+        if quarantined:
+            context.log.warning(
+                f"quarantined {len(quarantined)} unreadable landing file(s): "
+                + ", ".join(str(p) for p in quarantined)
+            )
+        prepare_catalog(home)
+        with dbt_environment(home):
+            yield from dbt.cli(args, context=context, target_path=run_target_dir(home)).stream()

@@ -1,13 +1,16 @@
 """``segment_membership``: segment entry and exit, evaluated after the marts it reads.
 
-The asset runs in the micro-batch job right after the dbt models (so each ingest batch is
-followed by the segments whose tables changed) and alone in ``evaluate_segments_job``, which
-the clock sensor requests when only time has passed. The batch id comes from the run's tags
-(the ingest sensor names a batch by its newest landing file), so re-executing a run
-evaluates nothing twice.
+Most batches are evaluated in place by the sensors (the ingest sensor's live lane, the clock
+sensor), which report materializations of this asset. The asset itself runs in the micro-batch
+job right after the dbt models, for batches too big for the live lane, and alone in
+``evaluate_segments_job`` when an operator asks for a re-check. The batch id comes from the
+run's tags (the ingest sensor names a batch by its newest landing file, as the live lane does),
+so re-executing a run evaluates nothing twice.
 """
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 
@@ -15,7 +18,7 @@ from dagster_project.defs.dbt.project import dbt_project
 from dagster_project.defs.resources import SafarResource
 from dagster_project.pools import WAREHOUSE_POOL
 from safar.appdb import open_app_db
-from safar.segments.evaluate import evaluate_segments
+from safar.segments.evaluate import Outcome, evaluate_segments
 from safar.segments.registry import load_segments, static_members
 
 SEGMENTS_ASSET = dg.AssetKey("segment_membership")
@@ -81,27 +84,33 @@ def segment_membership(
                 f"segment {outcome.slug}: {outcome.size} people, +{outcome.entered}"
                 f" −{outcome.exited} ({outcome.reason}, {outcome.seconds:.2f} s)"
             )
+    return dg.MaterializeResult(metadata=outcome_metadata(outcomes))
+
+
+def outcome_metadata(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    """Counts and a per-segment table, for a materialization of ``segment_membership``."""
     table = "\n".join(
         f"| {o.slug} | {o.status} | {o.size if o.size is not None else ''} | {o.entered} "
         f"| {o.exited} | {o.reason} |"
         for o in outcomes
     )
-    return dg.MaterializeResult(
-        metadata={
-            "evaluated": sum(o.status == "evaluated" for o in outcomes),
-            "failed": sum(o.status == "failed" for o in outcomes),
-            "entered": sum(o.entered for o in outcomes),
-            "exited": sum(o.exited for o in outcomes),
-            "segments": dg.MetadataValue.md(
-                "| segment | status | size | entered | exited | why |\n|---|---|---|---|---|---|\n"
-                + table
-            ),
-        }
-    )
+    return {
+        "evaluated": sum(o.status == "evaluated" for o in outcomes),
+        "failed": sum(o.status == "failed" for o in outcomes),
+        "entered": sum(o.entered for o in outcomes),
+        "exited": sum(o.exited for o in outcomes),
+        "segments": dg.MetadataValue.md(
+            "| segment | status | size | entered | exited | why |\n|---|---|---|---|---|---|\n"
+            + table
+        ),
+    }
 
 
 evaluate_segments_job = dg.define_asset_job(
     name="evaluate_segments_job",
     selection=dg.AssetSelection.assets(SEGMENTS_ASSET),
-    description="Re-check the segments whose conditions are relative to the current time.",
+    description=(
+        "Evaluate the segments that are due now (new, changed, or relative to the current"
+        " time); the clock sensor does this in place every minute."
+    ),
 )
