@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from safar.build import build  # noqa: E402
 from safar.config import SafarHome  # noqa: E402
-from safar.demo import free_port, wait_for_http  # noqa: E402
+from safar.demo import free_port, gateway_command, wait_for_http  # noqa: E402
 from safar.segments.definitions import SegmentDefinition, load_file_segments  # noqa: E402
 
 PREVIEW_USERS = 1_000_000
@@ -279,21 +279,7 @@ def _run_latency(home: SafarHome, pipeline: str, people: int, gap: float, env: d
 
     write_key = add_source(open_app_db(home), f"bench-{pipeline}").write_key
     stop_file = home.root / f"stop-{pipeline}"
-    start(
-        "gateway",
-        [
-            sys.executable,
-            "-m",
-            "safar.cli",
-            "--home",
-            str(home.root),
-            "gateway",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(gw_port),
-        ],
-    )
+    start("gateway", gateway_command(home, gw_port))
     if pipeline == "dagster":
         start(
             "daemon",

@@ -134,6 +134,22 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def gateway_command(home: SafarHome, port: int) -> list[str]:
+    """The command line of a gateway for ``home`` on loopback ``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "safar.cli",
+        "--home",
+        str(home.root),
+        "gateway",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
 def serve(home: SafarHome) -> int:
     """Start the gateway, Dagster and Streamlit on loopback, print where, run until interrupted."""
     bin_dir = Path(sys.executable).parent
@@ -153,18 +169,7 @@ def serve(home: SafarHome) -> int:
     log_dir = home.root / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     commands = {
-        "gateway": [
-            sys.executable,
-            "-m",
-            "safar.cli",
-            "--home",
-            str(home.root),
-            "gateway",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(gw_port),
-        ],
+        "gateway": gateway_command(home, gw_port),
         "streamlit": [
             str(bin_dir / "streamlit"),
             "run",

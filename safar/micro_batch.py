@@ -35,10 +35,13 @@ from safar.segments.registry import load_segments, static_members
 from safar.segments.sandbox import manifest_path
 from safar.writer_lock import warehouse_writer
 
-MICRO_BATCH_TAG = "tag:micro_batch"
+MICRO_BATCH_TAG = "micro_batch"
 # fct_events and the identity mart (publishing Segment Entered needs it), with their parents.
 EVENT_MARTS = ("fct_events", "dim_person_distinct_ids")
 EVENT_MODELS = " ".join(f"+{mart}" for mart in EVENT_MARTS)
+# dbt selectors: a comma intersects, a space unites.
+EVENT_SELECTOR = " ".join(f"tag:{MICRO_BATCH_TAG},+{mart}" for mart in EVENT_MARTS)
+PROFILE_SELECTOR = f"tag:{MICRO_BATCH_TAG}"
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ def micro_batch_models(manifest: Path) -> set[str]:
     """The names of the models tagged ``micro_batch`` in a dbt manifest."""
     nodes = json.loads(manifest.read_text())["nodes"].values()
     return {
-        n["name"] for n in nodes if n["resource_type"] == "model" and "micro_batch" in n["tags"]
+        n["name"] for n in nodes if n["resource_type"] == "model" and MICRO_BATCH_TAG in n["tags"]
     }
 
 
@@ -76,11 +79,7 @@ def refresh_events(home: SafarHome, *, batch_id: str, wait: bool = True) -> Micr
     """
     started = time.perf_counter()
     with warehouse_writer(home, purpose=f"micro-batch events {batch_id}", wait=wait):
-        built = build(
-            home,
-            select=" ".join(f"{MICRO_BATCH_TAG},+{mart}" for mart in EVENT_MARTS),
-            test=False,
-        )
+        built = build(home, select=EVENT_SELECTOR, test=False)
         profiles = micro_batch_models(manifest_path(home)) - set(built.models)
         outcomes = _evaluate(home, batch_id, waiting_for=profiles)
     return MicroBatch(
@@ -95,7 +94,7 @@ def refresh_profiles(home: SafarHome, *, batch_id: str, wait: bool = True) -> Mi
     """
     started = time.perf_counter()
     with warehouse_writer(home, purpose=f"micro-batch profiles {batch_id}", wait=wait):
-        built = build(home, select=MICRO_BATCH_TAG, exclude=EVENT_MODELS, test=False)
+        built = build(home, select=PROFILE_SELECTOR, exclude=EVENT_MODELS, test=False)
         outcomes = _evaluate(home, batch_id)
     return MicroBatch(
         batch_id, "profiles", built.models, built.quarantined, outcomes, _since(started)

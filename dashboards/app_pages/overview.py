@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboards.lib import charts, queries
+from dashboards.lib import charts, guards, queries
 from dashboards.lib.periods import default_period, picked_period
 
 st.title("Overview")
@@ -11,13 +11,7 @@ home = queries.current_home()
 try:
     first_day, last_day = queries.load_activity_bounds(home)
 except queries.WarehouseNotReady as exc:
-    st.info(
-        "**The warehouse is not built yet.** Generate or ingest events, then run "
-        "`safar build` (or the `build_warehouse_job` in Dagster).\n\n"
-        f"Details: {exc}",
-        icon=":material/construction:",
-    )
-    st.stop()
+    guards.stop_until_built(exc)
 
 if first_day is None:
     st.info(f"The warehouse at `{home}` has no activity yet.", icon=":material/hourglass:")

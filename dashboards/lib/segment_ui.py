@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from dashboards.lib import queries
+from dashboards.lib import guards, queries
 from dashboards.lib import segments as data
 from dashboards.lib.segment_forms import (
     REFRESH_UNITS,
@@ -42,12 +42,7 @@ def segment_catalog(home: str) -> Catalog:
     try:
         return data.catalog(home)
     except queries.WarehouseNotReady as exc:
-        st.info(
-            "**The warehouse is not built yet.** Segments are checked against its tables; "
-            f"generate or ingest events, then run `safar build`.\n\nDetails: {exc}",
-            icon=":material/construction:",
-        )
-        st.stop()
+        guards.stop_until_built(exc, "Segments are checked against its tables. ")
 
 
 # --- notices and outcomes --------------------------------------------------------------------

@@ -12,8 +12,8 @@ from dagster_dbt import build_dbt_asset_selection
 from dagster_project.defs.dbt.assets import warehouse_dbt_assets
 from dagster_project.defs.dbt.project import dbt_project
 from dagster_project.defs.segments.assets import SEGMENTS_ASSET
+from safar.micro_batch import MICRO_BATCH_TAG
 
-MICRO_BATCH_TAG = "micro_batch"
 
 
 def tests_reading_outside(manifest: Mapping[str, Any], tag: str) -> set[str]:
