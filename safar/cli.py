@@ -11,6 +11,7 @@ from datetime import date
 from safar import importer
 from safar.analytics import commands as analytics_commands
 from safar.config import home_from_env
+from safar.delivery import commands as delivery_commands
 from safar.demo import DEMO_DAYS, DEMO_SEED, DEMO_USERS
 from safar.segments import commands as segment_commands
 
@@ -232,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     importer.register(sub)
     analytics_commands.register(sub)
     segment_commands.register(sub)
+    delivery_commands.register(sub)
 
     demo = sub.add_parser("demo", help="generate, build and serve the demo")
     demo.add_argument("--users", type=_positive, default=DEMO_USERS, help="only for a new lake")

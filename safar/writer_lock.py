@@ -47,10 +47,7 @@ def lock_path(home: SafarHome) -> Path:
 
 def holder(home: SafarHome) -> str:
     """Who holds (or last held) the lock, as its holder wrote it; empty if never taken."""
-    try:
-        return lock_path(home).read_text().strip()
-    except FileNotFoundError:
-        return ""
+    return _read_holder(lock_path(home))
 
 
 def _entry(path: Path) -> _Held:
@@ -76,21 +73,34 @@ def warehouse_writer(home: SafarHome, *, purpose: str, wait: bool = True) -> Ite
         raise WarehouseBusy(f"the warehouse is being written by this process ({holder(home)})")
     try:
         if held.depth == 0:
-            held.fd = _take(path, purpose, wait=wait, home=home)
+            try:
+                held.fd = take_file_lock(path, purpose, wait=wait)
+            except LockBusy as busy:
+                raise WarehouseBusy(f"the warehouse is being written by {busy}") from None
         held.depth += 1
         try:
             yield
         finally:
             held.depth -= 1
             if held.depth == 0 and held.fd is not None:
-                fcntl.flock(held.fd, fcntl.LOCK_UN)
-                os.close(held.fd)
+                release_file_lock(held.fd)
                 held.fd = None
     finally:
         held.guard.release()
 
 
-def _take(path: Path, purpose: str, *, wait: bool, home: SafarHome) -> int:
+class LockBusy(RuntimeError):
+    """Another process holds a file lock; the message is what the holder wrote (pid, purpose)."""
+
+
+def take_file_lock(path: Path, purpose: str, *, wait: bool) -> int:
+    """Take an exclusive ``flock`` on ``path`` and write who holds it; the open descriptor.
+
+    The kernel releases the lock when the process dies, so a crash never leaves it stuck.
+
+    Raises:
+        LockBusy: ``wait`` is false and another process holds the lock.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -98,7 +108,7 @@ def _take(path: Path, purpose: str, *, wait: bool, home: SafarHome) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if not wait:
-                raise WarehouseBusy(f"the warehouse is being written by {holder(home)}") from None
+                raise LockBusy(_read_holder(path)) from None
             fcntl.flock(fd, fcntl.LOCK_EX)
         since = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         os.ftruncate(fd, 0)
@@ -107,3 +117,16 @@ def _take(path: Path, purpose: str, *, wait: bool, home: SafarHome) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def release_file_lock(fd: int) -> None:
+    """Let go of a lock from :func:`take_file_lock`."""
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+def _read_holder(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""

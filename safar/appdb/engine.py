@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,21 @@ def open_app_db(home: SafarHome | None = None, *, url: str | None = None) -> sa.
     engine = create_app_engine(url)
     upgrade(engine)
     return engine
+
+
+def dialect_insert(con: sa.Connection) -> Callable[[sa.Table], Any]:
+    """The ``insert`` of the connection's dialect, which has ``on_conflict_do_nothing/update``.
+
+    Example:
+        >>> engine = create_app_engine("sqlite://")
+        >>> with engine.connect() as con:
+        ...     dialect_insert(con).__module__
+        'sqlalchemy.dialects.sqlite.dml'
+    """
+    if con.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif con.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        raise ValueError(f"the app DB must be SQLite or Postgres, not {con.dialect.name}")
+    return insert

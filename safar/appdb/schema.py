@@ -61,3 +61,96 @@ segment_list_members = sa.Table(
     ),
     sa.Column("person_id", sa.String(256), primary_key=True),
 )
+
+DELIVERY_STATES = ("queued", "sending", "sent", "delivered", "failed", "bounced", "dropped")
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("delivery_id", sa.String(64), primary_key=True),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("person_id", sa.String(256), nullable=False),
+    sa.Column("user_id", sa.String(256)),
+    sa.Column("address", sa.Text),
+    sa.Column("time_zone", sa.String(64)),
+    sa.Column("category", sa.String(64), nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("campaign_id", sa.String(128)),
+    sa.Column("journey_id", sa.String(128)),
+    sa.Column("ttl_seconds", sa.Integer),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("in_doubt", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("not_before", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime),
+    sa.Column("claimed_by", sa.String(64)),
+    sa.Column("provider", sa.String(32)),
+    sa.Column("provider_message_id", sa.String(256)),
+    sa.Column("detail", sa.Text),
+    sa.Column("response", sa.Text),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Column("sent_at", sa.DateTime),
+    sa.CheckConstraint(
+        "state in ('queued', 'sending', 'sent', 'delivered', 'failed', 'bounced', 'dropped')",
+        name="ck_outbox_state",
+    ),
+    sa.Index("ix_outbox_due", "state", "not_before"),
+    sa.Index("ix_outbox_person_sent", "person_id", "sent_at"),
+    sa.Index("ix_outbox_provider_message", "provider", "provider_message_id"),
+)
+
+delivery_events = sa.Table(
+    "delivery_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("delivery_id", sa.String(64), nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("published_at", sa.DateTime),
+    sa.Index("ix_delivery_events_unpublished", "published_at", "id"),
+)
+
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("person_id", sa.String(256), primary_key=True),
+    sa.Column("category", sa.String(64), primary_key=True),
+    sa.Column("unsubscribed_at", sa.DateTime, nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("delivery_id", sa.String(64)),
+)
+
+dead_addresses = sa.Table(
+    "dead_addresses",
+    metadata,
+    sa.Column("channel", sa.String(16), primary_key=True),
+    sa.Column("address", sa.String(1024), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("delivery_id", sa.String(64)),
+    sa.Column("dead_at", sa.DateTime, nullable=False),
+)
+
+inbox = sa.Table(
+    "inbox",
+    metadata,
+    sa.Column("delivery_id", sa.String(64), primary_key=True),
+    sa.Column("person_id", sa.String(256), nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime),
+    sa.Column("seen_at", sa.DateTime),
+    sa.Column("clicked_at", sa.DateTime),
+    sa.Column("dismissed_at", sa.DateTime),
+    sa.Index("ix_inbox_person", "person_id", "created_at"),
+)
+
+delivery_settings = sa.Table(
+    "delivery_settings",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)

@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from safar.appdb import open_app_db
 from safar.config import SafarHome
-from safar.gateway import openapi
+from safar.gateway import delivery, openapi
 from safar.gateway.auth import WriteKeys, key_from_body, key_from_headers
 from safar.gateway.body import decode_body, parse_json, read_body
 from safar.gateway.errors import ApiError, json_response, too_large
@@ -353,13 +353,17 @@ def create_app(
 ) -> FastAPI:
     """The gateway as an ASGI app; its lifespan recovers the log and runs the flusher."""
     gateway = Gateway(home, settings or GatewaySettings(), engine)
+    publisher: delivery.EventPublisher | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gateway.start()
+        assert publisher is not None
+        publisher.start()
         try:
             yield
         finally:
+            await publisher.stop()
             await gateway.stop()
 
     app = FastAPI(
@@ -451,5 +455,15 @@ def create_app(
         return json_response({"ok": True, "backlog": gateway.backlog.value})
 
     app.add_api_route("/health", health, methods=["GET"], tags=["ops"], response_model=None)
+    publisher = delivery.install(app, gateway)
+    for path in ("/v1/inbox", "/v1/inbox/{delivery_id}/{action}"):
+        app.add_api_route(
+            path,
+            _preflight,
+            methods=["OPTIONS"],
+            tags=["cors"],
+            status_code=204,
+            response_model=None,
+        )
     openapi.install(app)
     return app
