@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/analytics.py
 	$(BIN)/python bench/segments.py
+	$(BIN)/python bench/delivery.py
 
 clean:
 	rm -rf $(VENV) dbt/target dbt/logs

@@ -21,6 +21,12 @@ engage = [
     st.Page("app_pages/segments_sql.py", title="SQL segment", icon=":material/code:"),
     st.Page("app_pages/segments_builder.py", title="Segment builder", icon=":material/tune:"),
     st.Page("app_pages/segments_upload.py", title="Upload a list", icon=":material/upload_file:"),
+    st.Page("app_pages/messages.py", title="Messages", icon=":material/outgoing_mail:"),
+    st.Page(
+        "app_pages/delivery_settings.py",
+        title="Delivery settings",
+        icon=":material/settings_suggest:",
+    ),
 ]
 settings = [
     st.Page("app_pages/install.py", title="Install", icon=":material/integration_instructions:"),

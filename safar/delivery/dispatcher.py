@@ -106,10 +106,16 @@ def backoff(
 
 @dataclass
 class BatchReport:
-    """What one batch did, by outcome."""
+    """What batches did, by outcome, and the seconds spent per phase."""
 
     claimed: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
+    seconds: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: BatchReport) -> None:
+        self.claimed += other.claimed
+        self.outcomes.update(other.outcomes)
+        self.seconds.update(other.seconds)
 
     def __str__(self) -> str:
         parts = ", ".join(f"{n} {what}" for what, n in sorted(self.outcomes.items()))
@@ -145,20 +151,28 @@ class Dispatcher:
 
     async def dispatch_batch(self) -> BatchReport:
         """Claim, decide, send and record one batch; claims nothing when nothing is due."""
+        report = BatchReport()
+        clock = _Stopwatch(report.seconds)
         now = self.clock()
-        rows = outbox.claim(self.engine, self.worker, now, self.settings.batch_size)
-        report = BatchReport(claimed=len(rows))
+        with clock("claim"):
+            rows = outbox.claim(self.engine, self.worker, now, self.settings.batch_size)
+        report.claimed = len(rows)
         if not rows:
             return report
-        to_send, held = self._decide(rows, now)
-        outbox.record(self.engine, self.worker, held, now)
+        with clock("decide"):
+            to_send, held = self._decide(rows, now)
+        with clock("record"):
+            outbox.record(self.engine, self.worker, held, now)
         report.outcomes.update(t.state for t in held)
-        results = await asyncio.gather(*(self._send(row) for row in to_send))
+        with clock("send"):
+            results = await asyncio.gather(*(self._send(row) for row in to_send))
         now = self.clock()
-        done = [
-            self._outcome(row, result, now) for row, result in zip(to_send, results, strict=True)
-        ]
-        outbox.record(self.engine, self.worker, done, now)
+        with clock("record"):
+            done = [
+                self._outcome(row, result, now)
+                for row, result in zip(to_send, results, strict=True)
+            ]
+            outbox.record(self.engine, self.worker, done, now)
         report.outcomes.update("retry" if t.state == "queued" else t.state for t in done)
         return report
 
@@ -181,10 +195,10 @@ class Dispatcher:
                 polled = time.monotonic()
                 total.outcomes.update(await self.poll_reports())
             report = await self.dispatch_batch()
-            total.claimed += report.claimed
-            total.outcomes.update(report.outcomes)
+            total.add(report)
             if sink is not None:
-                publish_events(self.engine, sink, self.clock())
+                with _Stopwatch(total.seconds)("publish"):
+                    publish_events(self.engine, sink, self.clock())
             if report.claimed:
                 continue
             if until_idle:
@@ -396,6 +410,21 @@ class Dispatcher:
             for name in ("Push Notification Bounced", "Application Uninstalled"):
                 events.append(delivery_event(name, row, now, properties=props, context=device))
         return events
+
+
+class _Stopwatch:
+    """Adds the seconds spent in each ``with watch(phase):`` block to ``seconds[phase]``."""
+
+    def __init__(self, seconds: Counter[str]):
+        self.seconds = seconds
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] += time.perf_counter() - started
 
 
 def _aware(naive: datetime) -> datetime:

@@ -248,43 +248,92 @@ def claim(engine: sa.Engine, worker: str, now: datetime, limit: int) -> list[Cla
     return [_claimed(r) for r in rows]
 
 
+class _Moved(Exception):
+    """Some row of a batch was not where this worker left it; redo the batch row by row."""
+
+
+# One statement for every transition, executed for many rows at once: a NULL parameter keeps
+# the column as it is. Only a row still ``sending`` by this worker moves.
+_TRANSITION = (
+    sa.update(outbox)
+    .where(
+        outbox.c.delivery_id == sa.bindparam("t_id"),
+        outbox.c.state == "sending",
+        outbox.c.claimed_by == sa.bindparam("t_worker"),
+    )
+    .values(
+        state=sa.bindparam("t_state"),
+        detail=sa.bindparam("t_detail"),
+        updated_at=sa.bindparam("t_now"),
+        not_before=sa.func.coalesce(
+            sa.bindparam("t_not_before", type_=sa.DateTime), outbox.c.not_before
+        ),
+        claimed_by=sa.case(
+            (sa.bindparam("t_state") == "queued", sa.null()), else_=outbox.c.claimed_by
+        ),
+        provider=sa.func.coalesce(sa.bindparam("t_provider", type_=sa.String), outbox.c.provider),
+        provider_message_id=sa.func.coalesce(
+            sa.bindparam("t_provider_message_id", type_=sa.String),
+            outbox.c.provider_message_id,
+        ),
+        response=sa.func.coalesce(sa.bindparam("t_response", type_=sa.Text), outbox.c.response),
+        sent_at=sa.func.coalesce(sa.bindparam("t_sent_at", type_=sa.DateTime), outbox.c.sent_at),
+    )
+)
+
+
 def record(engine: sa.Engine, worker: str, transitions: Iterable[Transition], now: datetime) -> int:
     """Apply transitions of rows this worker holds, with their events; how many applied.
 
     A transition of a row that is no longer ``sending`` by ``worker`` is skipped with its
-    events: someone else owns it now, and applying it would move it twice.
+    events: someone else owns it now, and applying it would move it twice. The whole batch is
+    one statement when every row is where the worker left it (the usual case), else row by row.
     """
+    transitions = list(transitions)
+    if not transitions:
+        return 0
+    params = [_parameters(t, worker, now) for t in transitions]
+    try:
+        with engine.begin() as con:
+            if con.execute(_TRANSITION, params).rowcount != len(params):
+                raise _Moved
+            for t in transitions:
+                _mark_dead_address(con, t, now)
+            insert_events(con, [event for t in transitions for event in t.events])
+        return len(transitions)
+    except _Moved:
+        pass
     applied = 0
     with engine.begin() as con:
-        for t in transitions:
-            values: dict[str, Any] = {"state": t.state, "detail": t.detail, "updated_at": now}
-            if t.state == "queued":
-                values["not_before"] = t.not_before or now
-                values["claimed_by"] = None
-            if t.provider is not None:
-                values["provider"] = t.provider
-            if t.provider_message_id is not None:
-                values["provider_message_id"] = t.provider_message_id
-            if t.response is not None:
-                values["response"] = json.dumps(t.response, ensure_ascii=False, default=str)
-            if t.sent:
-                values["sent_at"] = now
-            result = con.execute(
-                sa.update(outbox)
-                .where(
-                    outbox.c.delivery_id == t.delivery_id,
-                    outbox.c.state == "sending",
-                    outbox.c.claimed_by == worker,
-                )
-                .values(**values)
-            )
-            if result.rowcount:
+        for t, one in zip(transitions, params, strict=True):
+            if con.execute(_TRANSITION, one).rowcount:
                 applied += 1
-                if t.dead_address is not None:
-                    channel, address = t.dead_address
-                    mark_dead(con, channel, address, t.detail, t.delivery_id, now)
+                _mark_dead_address(con, t, now)
                 insert_events(con, t.events)
     return applied
+
+
+def _parameters(t: Transition, worker: str, now: datetime) -> dict[str, Any]:
+    return {
+        "t_id": t.delivery_id,
+        "t_worker": worker,
+        "t_state": t.state,
+        "t_detail": t.detail,
+        "t_now": now,
+        "t_not_before": (t.not_before or now) if t.state == "queued" else None,
+        "t_provider": t.provider,
+        "t_provider_message_id": t.provider_message_id,
+        "t_response": None
+        if t.response is None
+        else json.dumps(t.response, ensure_ascii=False, default=str),
+        "t_sent_at": now if t.sent else None,
+    }
+
+
+def _mark_dead_address(con: sa.Connection, t: Transition, now: datetime) -> None:
+    if t.dead_address is not None:
+        channel, address = t.dead_address
+        mark_dead(con, channel, address, t.detail, t.delivery_id, now)
 
 
 def sent_history(

@@ -160,8 +160,9 @@ def _sender(
     )
     try:
         return provider.make(settings)
-    except ValueError as exc:
-        raise ConfigError([(f"{where}.options", str(exc))]) from None
+    except Exception as exc:  # any refusal to build from these options is a settings problem
+        message = f"the {configured.provider} sender cannot be made: {exc}"
+        raise ConfigError([(f"{where}.options", message)]) from None
 
 
 def _push_router(
@@ -176,9 +177,12 @@ def _push_router(
         )
     senders: dict[str, Sender] = {}
     for name, options in platforms.items():
-        provider = PROVIDERS[name]
         settings = provider_settings(name, dict(options), f"{where}.options.{name}")
-        senders[name] = provider.make(settings)
+        try:
+            senders[name] = PROVIDERS[name].make(settings)
+        except Exception as exc:  # a bad key or certificate is a settings problem
+            message = f"the {name} sender cannot be made: {exc}"
+            raise ConfigError([(f"{where}.options.{name}", message)]) from None
     return PushRouter(senders)
 
 
