@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
 Status = Literal["sent", "delivered", "retry", "failed", "bounced"]
@@ -110,3 +111,36 @@ class Sender(Protocol):
     async def aclose(self) -> None:
         """Close connections; the sender is not used afterwards."""
         ...
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP-date.
+
+    Args:
+        value: the header's value, if any.
+        now: the current time for HTTP-dates; the clock when ``None``.
+
+    Returns:
+        Seconds (0 for a date already past), or ``None`` when absent or unreadable.
+
+    Example:
+        >>> parse_retry_after("120")
+        120.0
+        >>> now = datetime(2015, 10, 21, 7, 28, tzinfo=UTC)
+        >>> parse_retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now)
+        120.0
+        >>> parse_retry_after("soon") is None
+        True
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

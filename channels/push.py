@@ -27,7 +27,6 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -36,7 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from channels.base import Envelope, Outcome
+from channels.base import Envelope, Outcome, parse_retry_after
 
 LAYOUTS = ("text", "banner", "carousel", "rating")
 APP_DRAWN_LAYOUTS = ("carousel", "rating")
@@ -355,30 +354,6 @@ def apns_headers(envelope: Envelope, topic: str, now: float | None = None) -> di
         "apns-id": apns_id(envelope.delivery_id),
         **_apns_options(envelope, push, now),
     }
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delay seconds or an HTTP date).
-
-    Example:
-        >>> parse_retry_after("7")
-        7.0
-        >>> parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0)
-        10.0
-        >>> parse_retry_after("soon") is None
-        True
-    """
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment - (time.time() if now is None else now))
 
 
 def _b64url(raw: bytes) -> str:

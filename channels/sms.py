@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import httpx
 
-from channels.base import Envelope, Outcome, Status, StatusReport
+from channels.base import Envelope, Outcome, Status, StatusReport, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -50,23 +50,6 @@ def _http_date(value: str | None) -> datetime | None:
         return parsedate_to_datetime(value) if value else None
     except (TypeError, ValueError):
         return None
-
-
-def _retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds a ``Retry-After`` header asks to wait, given as seconds or as an HTTP date.
-
-    Example:
-        >>> _retry_after("7")
-        7.0
-        >>> _retry_after("Wed, 21 Oct 2015 07:28:10 GMT", datetime(2015, 10, 21, 7, 28, tzinfo=UTC))
-        10.0
-        >>> _retry_after("soon") is None
-        True
-    """
-    if value and value.strip().isdigit():
-        return float(value)
-    when = _http_date(value)
-    return None if when is None else max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def _body(response: httpx.Response) -> Any:
@@ -300,7 +283,7 @@ class KavenegarSender(_HttpSender):
                 status,
                 self.provider,
                 f"Kavenegar refused the message: {code} {reason} ({words})",
-                retry_after=_retry_after(response.headers.get("Retry-After")),
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
                 address_dead=status == "bounced",
                 response=answer,
             )
@@ -595,7 +578,7 @@ class TwilioSender(_HttpSender):
             status,
             self.provider,
             f"Twilio refused the message: {code or response.status_code} {reason} ({words})",
-            retry_after=_retry_after(response.headers.get("Retry-After")),
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
             address_dead=status == "bounced",
             response=answer,
         )

@@ -29,8 +29,6 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -40,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02, VapidException
 from pywebpush import WebPusher
 
-from channels.base import Envelope, Outcome
+from channels.base import Envelope, Outcome, parse_retry_after
 
 PROVIDER = "vapid"
 
@@ -293,31 +291,6 @@ def topic_for(tag: str) -> str:
     return _b64encode(hashlib.sha256(tag.encode()).digest())[:32]
 
 
-def _retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds a ``Retry-After`` header asks to wait, given as seconds or as an HTTP date.
-
-    Example:
-        >>> _retry_after("7")
-        7.0
-        >>> now = datetime(2015, 10, 21, 7, 28, tzinfo=UTC)
-        >>> _retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=now)
-        10.0
-        >>> _retry_after("soon") is None
-        True
-    """
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
 def _outcome(response: httpx.Response) -> Outcome:
     """What a push service's answer means for the message (RFC 8030 and the services' docs)."""
     code = response.status_code
@@ -339,7 +312,7 @@ def _outcome(response: httpx.Response) -> Outcome:
             "retry",
             PROVIDER,
             f"the push service is busy or failing ({code}: {said})",
-            retry_after=_retry_after(response.headers.get("Retry-After")),
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
             response=record,
         )
     if code == 413:

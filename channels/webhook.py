@@ -31,14 +31,12 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
 
-from channels.base import Envelope, Outcome
+from channels.base import Envelope, Outcome, parse_retry_after
 
 PROVIDER = "webhook"
 SECRET_PREFIX = "whsec_"
@@ -245,39 +243,6 @@ def json_error(text: str) -> str | None:
         excerpt = line[max(0, exc.colno - 41) : exc.colno + 39]
         return f"{exc.msg} at line {exc.lineno}, column {exc.colno}: {excerpt!r}"
     return None
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP-date.
-
-    Args:
-        value: the header's value, if any.
-        now: the current time for HTTP-dates; the clock when ``None``.
-
-    Returns:
-        Seconds (0 for a date already past), or ``None`` when absent or unreadable.
-
-    Example:
-        >>> parse_retry_after("120")
-        120.0
-        >>> now = datetime(2015, 10, 21, 7, 28, tzinfo=UTC)
-        >>> parse_retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now)
-        120.0
-        >>> parse_retry_after("soon") is None
-        True
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def _header_problem(name: object, value: object) -> str | None:

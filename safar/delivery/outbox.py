@@ -26,6 +26,7 @@ row ``sending`` at its start belongs to a dead process.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -115,6 +116,9 @@ class Claimed:
     expires_at: datetime | None
 
 
+_CLAIMED_FIELDS = tuple(f.name for f in dataclasses.fields(Claimed))
+
+
 @dataclass
 class Transition:
     """One recorded change of a claimed (``sending``) row."""
@@ -179,23 +183,11 @@ def _insert_ignoring_duplicates(
 
 
 def _as_claimed(d: Delivery, now: datetime) -> Claimed:
-    return Claimed(
-        delivery_id=d.delivery_id,
-        channel=d.channel,
-        person_id=d.person_id,
-        user_id=d.user_id,
-        address=d.address,
-        time_zone=d.time_zone,
-        category=d.category,
-        content=dict(d.content),
-        campaign_id=d.campaign_id,
-        journey_id=d.journey_id,
-        ttl_seconds=d.ttl_seconds,
-        attempts=0,
-        in_doubt=False,
-        not_before=d.not_before or now,
-        expires_at=d.expires_at,
+    shared = {name: getattr(d, name) for name in _CLAIMED_FIELDS if hasattr(d, name)}
+    shared.update(
+        content=dict(d.content), attempts=0, in_doubt=False, not_before=d.not_before or now
     )
+    return Claimed(**shared)
 
 
 def recover(engine: sa.Engine, now: datetime) -> int:
@@ -476,20 +468,6 @@ def _naive(at: datetime) -> datetime:
 
 
 def _claimed(r: sa.Row[Any]) -> Claimed:
-    return Claimed(
-        delivery_id=r.delivery_id,
-        channel=r.channel,
-        person_id=r.person_id,
-        user_id=r.user_id,
-        address=r.address,
-        time_zone=r.time_zone,
-        category=r.category,
-        content=json.loads(r.content),
-        campaign_id=r.campaign_id,
-        journey_id=r.journey_id,
-        ttl_seconds=r.ttl_seconds,
-        attempts=r.attempts,
-        in_doubt=r.in_doubt,
-        not_before=r.not_before,
-        expires_at=r.expires_at,
-    )
+    shared = {name: r._mapping[name] for name in _CLAIMED_FIELDS}
+    shared["content"] = json.loads(shared["content"])
+    return Claimed(**shared)
