@@ -149,26 +149,35 @@ class LakeSink:
         self.writer.write(pa.Table.from_pylist(rows, schema=RAW_SCHEMA))
 
 
+def unpublished(engine: sa.Engine, limit: int) -> list[tuple[int, dict[str, Any]]]:
+    """Up to ``limit`` events not yet published, oldest first, as (row id, Segment message)."""
+    with engine.connect() as con:
+        rows = con.execute(
+            sa.select(delivery_events.c.id, delivery_events.c.message)
+            .where(delivery_events.c.published_at.is_(None))
+            .order_by(delivery_events.c.id)
+            .limit(limit)
+        ).all()
+    return [(row_id, json.loads(message)) for row_id, message in rows]
+
+
+def mark_published(engine: sa.Engine, row_ids: Sequence[int], now: datetime) -> None:
+    """Record that the events ``row_ids`` have been landed."""
+    with engine.begin() as con:
+        con.execute(
+            sa.update(delivery_events)
+            .where(delivery_events.c.id.in_(row_ids))
+            .values(published_at=now)
+        )
+
+
 def publish_events(engine: sa.Engine, sink: EventSink, now: datetime, limit: int = 10_000) -> int:
     """Hand unpublished events to ``sink`` in the order they happened; how many were published."""
     published = 0
-    while True:
-        with engine.connect() as con:
-            rows = con.execute(
-                sa.select(delivery_events.c.id, delivery_events.c.message)
-                .where(delivery_events.c.published_at.is_(None))
-                .order_by(delivery_events.c.id)
-                .limit(limit)
-            ).all()
-        if not rows:
-            return published
-        sink.write([json.loads(message) for _, message in rows], now)
-        with engine.begin() as con:
-            con.execute(
-                sa.update(delivery_events)
-                .where(delivery_events.c.id.in_([row_id for row_id, _ in rows]))
-                .values(published_at=now)
-            )
+    while rows := unpublished(engine, limit):
+        sink.write([message for _, message in rows], now)
+        mark_published(engine, [row_id for row_id, _ in rows], now)
         published += len(rows)
         if len(rows) < limit:
-            return published
+            break
+    return published

@@ -20,7 +20,6 @@ from channels.base import Envelope, Outcome, StatusReport
 from safar.appdb.engine import dialect_insert
 from safar.appdb.schema import inbox
 from safar.delivery import outbox
-from safar.delivery.events import delivery_event, insert_events
 
 PROVIDER = "inbox"
 Action = Literal["impression", "click", "dismiss"]
@@ -81,9 +80,8 @@ def fetch(
             .order_by(inbox.c.created_at.desc(), inbox.c.delivery_id)
             .limit(limit)
         ).all()
-    for row in rows:
-        report = StatusReport(PROVIDER, row.delivery_id, "delivered", now)
-        outbox.apply_report(engine, report, now)
+    for delivery in outbox.in_state(engine, [row.delivery_id for row in rows], "sent"):
+        outbox.apply_report(engine, StatusReport(PROVIDER, delivery, "delivered", now), now)
     return [
         {
             "delivery_id": row.delivery_id,
@@ -119,13 +117,9 @@ def react(
             .where(inbox.c.delivery_id == delivery, inbox.c[column].is_(None))
             .values({column: now})
         )
-        claimed = outbox.load(con, delivery)
-        if action in EVENTS and claimed is not None:
+        if action in EVENTS:
             props: dict[str, Any] = {"provider": PROVIDER}
             if url:
                 props["url"] = url
-            event = delivery_event(
-                EVENTS[action], claimed, now, occurrence=now.isoformat(), properties=props
-            )
-            insert_events(con, [event])
+            outbox.add_engagement(con, delivery, EVENTS[action], now, props)
     return True

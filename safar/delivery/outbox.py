@@ -411,6 +411,20 @@ def mark_dead(
     )
 
 
+def in_state(engine: sa.Engine, deliveries: Sequence[str], state: str) -> list[str]:
+    """Which of ``deliveries`` are in ``state`` now."""
+    if not deliveries:
+        return []
+    with engine.connect() as con:
+        return list(
+            con.execute(
+                sa.select(outbox.c.delivery_id).where(
+                    outbox.c.delivery_id.in_(deliveries), outbox.c.state == state
+                )
+            ).scalars()
+        )
+
+
 def counts(engine: sa.Engine) -> dict[str, int]:
     """Rows per state, for status pages and tests."""
     with engine.connect() as con:
@@ -424,6 +438,23 @@ def load(con: sa.Connection, delivery: str) -> Claimed | None:
     """The delivery ``delivery`` as it is now, or ``None`` if there is no such delivery."""
     row = con.execute(sa.select(outbox).where(outbox.c.delivery_id == delivery)).first()
     return None if row is None else _claimed(row)
+
+
+def add_engagement(
+    con: sa.Connection, delivery: str, event: str, now: datetime, properties: dict[str, Any]
+) -> bool:
+    """Store an open or a click of ``delivery``; ``False`` if there is no such delivery.
+
+    People open and click a message more than once, so each occurrence is its own event.
+    """
+    claimed = load(con, delivery)
+    if claimed is None:
+        return False
+    occurrence = now.isoformat()
+    insert_events(
+        con, [delivery_event(event, claimed, now, occurrence=occurrence, properties=properties)]
+    )
+    return True
 
 
 def apply_report(engine: sa.Engine, report: StatusReport, now: datetime) -> str | None:

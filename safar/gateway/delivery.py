@@ -22,7 +22,6 @@ import base64
 import hashlib
 import hmac
 import html
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -38,9 +37,13 @@ from channels.base import StatusReport
 from channels.sms import parse_kavenegar_callback, parse_twilio_callback, verify_twilio_signature
 from channels.tracking import BadToken, TrackedLink, read_token
 from safar.appdb.engine import dialect_insert
-from safar.appdb.schema import delivery_events, subscriptions
+from safar.appdb.schema import subscriptions
 from safar.delivery import inbox, outbox
-from safar.delivery.events import SOURCE_ID, delivery_event, insert_events
+from safar.delivery.events import (
+    SOURCE_ID,
+    mark_published,
+    unpublished,
+)
 from safar.delivery.policy import ALL_MARKETING, TRANSACTIONAL
 from safar.delivery.settings import load_config, tracking_secret
 from safar.gateway.auth import key_from_headers
@@ -93,15 +96,12 @@ class EventPublisher:
 
     async def publish(self) -> int:
         """Publish everything waiting; how many events were published."""
+        engine = self.gateway.engine
         published = 0
-        while True:
-            rows = await asyncio.to_thread(self._pending)
-            if not rows:
-                return published
+        while rows := await asyncio.to_thread(unpublished, engine, self.batch):
             now = _utcnow()
-            messages = [json.loads(message) for _, message in rows]
             good, rejected = normalize_batch(
-                messages, received_at=now, source_id=SOURCE_ID, ip=None
+                [message for _, message in rows], received_at=now, source_id=SOURCE_ID, ip=None
             )
             for index, reason in rejected:
                 log.error("delivery event %s is invalid: %s", rows[index][0], reason)
@@ -109,30 +109,11 @@ class EventPublisher:
             assert committer is not None, "the gateway has not started"
             payload = b"".join(orjson.dumps(row) + b"\n" for row in good)
             await committer.commit(payload, len(good), b"")
-            await asyncio.to_thread(self._mark, [row_id for row_id, _ in rows], now)
+            await asyncio.to_thread(mark_published, engine, [row_id for row_id, _ in rows], now)
             published += len(rows)
             if len(rows) < self.batch:
-                return published
-
-    def _pending(self) -> list[tuple[int, str]]:
-        with self.gateway.engine.connect() as con:
-            return [
-                (row_id, message)
-                for row_id, message in con.execute(
-                    sa.select(delivery_events.c.id, delivery_events.c.message)
-                    .where(delivery_events.c.published_at.is_(None))
-                    .order_by(delivery_events.c.id)
-                    .limit(self.batch)
-                )
-            ]
-
-    def _mark(self, ids: list[int], now: datetime) -> None:
-        with self.gateway.engine.begin() as con:
-            con.execute(
-                sa.update(delivery_events)
-                .where(delivery_events.c.id.in_(ids))
-                .values(published_at=now)
-            )
+                break
+        return published
 
 
 def callback_key(secret: str, provider: str) -> str:
@@ -169,20 +150,8 @@ class DeliveryEndpoints:
             return None
 
     def _event(self, delivery: str, event: str, properties: dict[str, Any]) -> bool:
-        now = _utcnow()
         with self.engine.begin() as con:
-            claimed = outbox.load(con, delivery)
-            if claimed is None:
-                return False
-            insert_events(
-                con,
-                [
-                    delivery_event(
-                        event, claimed, now, occurrence=now.isoformat(), properties=properties
-                    )
-                ],
-            )
-        return True
+            return outbox.add_engagement(con, delivery, event, _utcnow(), properties)
 
     async def open_pixel(self, request: Request) -> Response:
         # Always the image: a broken image in someone's mail is worse than a lost open.
