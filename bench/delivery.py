@@ -846,6 +846,48 @@ def _compare(channel: str, n: int, on: Sink, pool: int) -> dict[str, Any]:
     return runs
 
 
+def measure_webhook(n: int) -> dict[str, Any]:
+    """Webhooks at the shipped pool size and at 4, and the outbox's own cost."""
+    from channels.webhook import WebhookSettings
+
+    webhook: dict[str, Any] = {}
+    with sink("http") as http:
+        # The shipped pool size, then a small one: pool bookkeeping can grow with its size.
+        for pool in dict.fromkeys((WebhookSettings().max_connections, 4)):
+            webhook[f"max_connections_{pool}"] = _compare("webhook", n, http, pool)
+    webhook["outbox_internal_cost"] = run_case("dispatch_null", n)
+    return webhook
+
+
+def measure_email(n: int) -> dict[str, Any]:
+    """Email with pools of 4 and 8 connections, and aiosmtpd against the bench's own sink."""
+    email: dict[str, Any] = {}
+    with sink("smtp") as smtp:
+        for pool in (4, 8):
+            email[f"pool_{pool}"] = _compare("email", n, smtp, pool)
+    with sink("aiosmtpd") as aiosmtpd:
+        aiosmtpd_sink = run_case("baseline_smtplib", n, aiosmtpd, 8)
+    raw_sink = email["pool_8"]["baseline_smtplib"]
+    email["sink_used"] = "the bench's own asyncio SMTP server on uvloop"
+    email["sink_comparison_smtplib_pool_8"] = {
+        "raw_asyncio_messages_per_second": raw_sink["messages_per_second"],
+        "raw_asyncio_sink_cpu_share": raw_sink["sink"]["cpu_share"],
+        "aiosmtpd_messages_per_second": aiosmtpd_sink["messages_per_second"],
+        "aiosmtpd_sink_cpu_share": aiosmtpd_sink["sink"]["cpu_share"],
+        "aiosmtpd_vs_raw": _ratio(aiosmtpd_sink, raw_sink),
+    }
+    return email
+
+
+def measure_part(args: argparse.Namespace) -> dict[str, Any]:
+    """One part of the bench (``--only``), with the counts given or the full run's."""
+    if args.only == "webhook":
+        return measure_webhook(args.webhooks or 10_000)
+    if args.only == "email":
+        return measure_email(args.emails or 2_000)
+    return run_case("policy", args.decisions or 200_000)
+
+
 def _machine() -> dict[str, Any]:
     model = ""
     with contextlib.suppress(OSError):
@@ -868,6 +910,11 @@ def main() -> None:
     parser.add_argument("--webhooks", type=int, help="webhook deliveries per run")
     parser.add_argument("--emails", type=int, help="email deliveries per run")
     parser.add_argument("--decisions", type=int, help="messages through decide()")
+    parser.add_argument(
+        "--only",
+        choices=("webhook", "email", "policies"),
+        help="measure one part and only print it (while tuning that part)",
+    )
     parser.add_argument("--sink", help=argparse.SUPPRESS)
     parser.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -877,6 +924,9 @@ def main() -> None:
     if args.measure:
         case, n, port, pool = args.measure
         measure(case, int(n), int(port), int(pool))
+        return
+    if args.only:
+        print(json.dumps(measure_part(args), indent=2, ensure_ascii=False))
         return
 
     webhooks = args.webhooks or (1_000 if args.quick else 10_000)
@@ -888,29 +938,8 @@ def main() -> None:
     from channels.webhook import WebhookSettings
 
     connections = WebhookSettings().max_connections
-    webhook: dict[str, Any] = {}
-    with sink("http") as http:
-        # The shipped pool size, then a small one: httpcore's pool bookkeeping grows with it.
-        for pool in (connections, 4):
-            webhook[f"max_connections_{pool}"] = _compare("webhook", webhooks, http, pool)
-    webhook["outbox_internal_cost"] = run_case("dispatch_null", webhooks)
-
-    email: dict[str, Any] = {}
-    with sink("smtp") as smtp:
-        for pool in (4, 8):
-            email[f"pool_{pool}"] = _compare("email", emails, smtp, pool)
-    with sink("aiosmtpd") as aiosmtpd:
-        aiosmtpd_sink = run_case("baseline_smtplib", emails, aiosmtpd, 8)
-    raw_sink = email["pool_8"]["baseline_smtplib"]
-    email["sink_used"] = "the bench's own asyncio SMTP server on uvloop"
-    email["sink_comparison_smtplib_pool_8"] = {
-        "raw_asyncio_messages_per_second": raw_sink["messages_per_second"],
-        "raw_asyncio_sink_cpu_share": raw_sink["sink"]["cpu_share"],
-        "aiosmtpd_messages_per_second": aiosmtpd_sink["messages_per_second"],
-        "aiosmtpd_sink_cpu_share": aiosmtpd_sink["sink"]["cpu_share"],
-        "aiosmtpd_vs_raw": _ratio(aiosmtpd_sink, raw_sink),
-    }
-
+    webhook = measure_webhook(webhooks)
+    email = measure_email(emails)
     policies = run_case("policy", decisions)
 
     def goal(run: Mapping[str, Any]) -> bool:
