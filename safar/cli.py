@@ -250,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # httpx logs every request at INFO: a line per message sent
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:

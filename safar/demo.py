@@ -29,6 +29,8 @@ DAGSTER_INSTANCE_YAML = PROJECT_ROOT / "dagster_project" / "dagster.yaml"
 GATEWAY_PORT = 8080
 STREAMLIT_PORT = 8501
 DAGSTER_PORT = 3000
+SINK_SMTP_PORT = 2525
+SINK_HTTP_PORT = 8025
 
 
 def _built_marker(home: SafarHome) -> Path:
@@ -130,6 +132,40 @@ def demo_write_key(home: SafarHome) -> str:
         engine.dispose()
 
 
+def point_providers_at_sinks(home: SafarHome, smtp_port: int, http_port: int) -> str | None:
+    """Send every channel to the local sinks; the webhook secret, or None when the workspace
+    has providers of its own (then the demo sends nothing)."""
+    from safar.delivery.demo import configure_demo_providers, demo_providers, demo_webhook_secret
+
+    engine = open_app_db(home)
+    try:
+        secret = demo_webhook_secret(engine)
+        providers = demo_providers(smtp_port, http_port, secret)
+        return secret if configure_demo_providers(engine, providers) else None
+    finally:
+        engine.dispose()
+
+
+def send_demo_campaign(home: SafarHome, http_port: int, gateway_url: str) -> str:
+    """Queue the welcome campaign and send what is due to the local sinks; a summary line."""
+    from datetime import UTC, datetime
+
+    from safar.delivery import outbox
+    from safar.delivery.demo import demo_deliveries, webhook_url
+    from safar.delivery.run import dispatch
+
+    engine = open_app_db(home)
+    try:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        queued = outbox.enqueue(engine, demo_deliveries(home, webhook_url(http_port), now), now)
+        total = dispatch(home, until_idle=True, budget_seconds=120, gateway_url=gateway_url)
+        counts = outbox.counts(engine)
+    finally:
+        engine.dispose()
+    states = ", ".join(f"{state} {n:,}" for state, n in sorted(counts.items()))
+    return f"queued {len(queued):,} new, sent {total.outcomes.get('sent', 0):,}; outbox: {states}"
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -163,12 +199,27 @@ def serve(home: SafarHome) -> int:
         shutil.copyfile(DAGSTER_INSTANCE_YAML, instance_yaml)
     st_port, dg_port = free_port(STREAMLIT_PORT), free_port(DAGSTER_PORT)
     gw_port = free_port(GATEWAY_PORT)
+    smtp_port, http_port = free_port(SINK_SMTP_PORT), free_port(SINK_HTTP_PORT)
+    sink_secret = point_providers_at_sinks(home, smtp_port, http_port)
     write_key = demo_write_key(home)
     # The Install page prints snippets for this gateway unless the operator named a public URL.
     env.setdefault("SAFAR_GATEWAY_URL", f"http://127.0.0.1:{gw_port}")
     log_dir = home.root / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     commands = {
+        "sinks": [
+            sys.executable,
+            "-m",
+            "safar.cli",
+            "--home",
+            str(home.root),
+            "delivery",
+            "sinks",
+            "--smtp-port",
+            str(smtp_port),
+            "--http-port",
+            str(http_port),
+        ],
         "gateway": gateway_command(home, gw_port),
         "streamlit": [
             str(bin_dir / "streamlit"),
@@ -197,11 +248,26 @@ def serve(home: SafarHome) -> int:
         signal.signal(signum, _interrupt)
     try:
         for name, cmd in commands.items():
+            if name == "sinks" and sink_secret is None:
+                continue
             out = open(log_dir / f"{name}.log", "ab")  # stays open as long as the server runs
+            server_env = (
+                {**env, "SAFAR_SINK_WEBHOOK_SECRET": sink_secret or ""} if name == "sinks" else env
+            )
             procs[name] = subprocess.Popen(
-                cmd, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+                cmd, cwd=PROJECT_ROOT, env=server_env, stdout=out, stderr=subprocess.STDOUT
             )
         wait_for_http(f"http://127.0.0.1:{gw_port}/health", procs["gateway"])
+        if sink_secret is None:
+            print("Delivery: the workspace has its own providers; the demo sends nothing.")
+        else:
+            wait_for_http(f"http://127.0.0.1:{http_port}/health", procs["sinks"])
+            sent = send_demo_campaign(home, http_port, env["SAFAR_GATEWAY_URL"])
+            print(
+                f"Delivery (demo):      {sent}; local sinks "
+                f"smtp://127.0.0.1:{smtp_port} and http://127.0.0.1:{http_port}",
+                flush=True,
+            )
         wait_for_http(f"http://127.0.0.1:{st_port}/_stcore/health", procs["streamlit"])
         wait_for_http(f"http://127.0.0.1:{dg_port}/server_info", procs["dagster"], timeout=300)
         print(f"Streamlit (Overview): http://127.0.0.1:{st_port}", flush=True)

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from safar.appdb import open_app_db
 from safar.config import SafarHome
+from safar.delivery import outbox
+from safar.delivery.local_sinks import received
 from safar.demo import run_demo
 from safar.lake import landing_files
 
@@ -87,6 +90,15 @@ def test_demo_serves_streamlit_and_dagster_until_stopped(small_demo: SafarHome) 
             assert json.loads(resp.read())["success"] is True
         # The instance limits warehouse writers to one run at a time.
         assert "default_limit: 1" in (small_demo.root / "dagster" / "dagster.yaml").read_text()
+        # The welcome campaign went to the local sinks, each delivery once, before the URLs.
+        delivery = next(line for line in lines if line.startswith("Delivery (demo):"))
+        sent = int(re.search(r"sent ([\d,]+);", delivery).group(1).replace(",", ""))
+        got = received(small_demo)
+        assert sent > 0 and got, delivery
+        keys = [r.idempotency_key for r in got]
+        assert len(keys) == len(set(keys))
+        counts = outbox.counts(open_app_db(small_demo))
+        assert counts.get("sent", 0) + counts.get("delivered", 0) == sent, counts
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

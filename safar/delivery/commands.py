@@ -12,58 +12,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
-import signal
+import os
 import sys
 from pathlib import Path
 
 from safar.appdb import open_app_db
-from safar.config import gateway_public_url, home_from_env
+from safar.config import home_from_env
 from safar.delivery import outbox
-from safar.delivery.dispatcher import Dispatcher, dispatcher_lock, utcnow
-from safar.delivery.events import LakeSink
-from safar.delivery.settings import ConfigError, load_config, save_config, tracking_secret
+from safar.delivery.settings import ConfigError, load_config, save_config
 
 
 def _cmd_dispatch(args: argparse.Namespace) -> int:
-    from safar.delivery.providers import build_senders  # the channels' libraries load slowly
+    from safar.delivery.run import dispatch
 
-    home = home_from_env(args.home)
-    engine = open_app_db(home)
-    config = load_config(engine)
-    if args.batch_size:
-        dispatch = dataclasses.replace(config.dispatch, batch_size=args.batch_size)
-        config = dataclasses.replace(config, dispatch=dispatch)
-    tracking = {
-        "tracking_base_url": gateway_public_url(),
-        "tracking_secret": tracking_secret(engine),
-    }
-    with dispatcher_lock(home):
-        recovered = outbox.recover(engine, utcnow())
-        if recovered:
-            print(
-                f"{recovered} deliveries were in flight when the last dispatcher stopped; "
-                "they are re-sent with the same delivery id",
-                file=sys.stderr,
-            )
-        senders = build_senders(config, engine, tracking=tracking)
-        dispatcher = Dispatcher(engine, senders, config.dispatch)
-        sink = LakeSink(home) if args.publish else None
-        total = asyncio.run(_run(dispatcher, sink, args.until_idle))
+    total = dispatch(
+        home_from_env(args.home),
+        until_idle=args.until_idle,
+        publish=args.publish,
+        batch_size=args.batch_size,
+        stop_on_signals=True,
+        log=lambda line: print(line, file=sys.stderr),
+    )
     print(f"dispatched: {total}")
     return 0
-
-
-async def _run(dispatcher: Dispatcher, sink: LakeSink | None, until_idle: bool) -> object:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        return await dispatcher.run(sink=sink, until_idle=until_idle, stop=stop)
-    finally:
-        await dispatcher.aclose()
 
 
 def _cmd_settings(args: argparse.Namespace) -> int:
@@ -101,6 +73,21 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sinks(args: argparse.Namespace) -> int:
+    from safar.delivery.local_sinks import serve_sinks
+
+    home = home_from_env(args.home)
+    secret = os.environ.get("SAFAR_SINK_WEBHOOK_SECRET")  # not argv: ps shows that to anyone
+    asyncio.run(serve_sinks(home, args.smtp_port, args.http_port, webhook_secret=secret))
+    return 0
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (1 … 65535): {text!r}")
+    return int(text)
+
+
 def _batch_size(text: str) -> int:
     try:
         value = int(text)
@@ -133,3 +120,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     settings.set_defaults(func=_cmd_settings)
     status = cmds.add_parser("status", help="count the outbox's deliveries by state")
     status.set_defaults(func=_cmd_status)
+    sinks = cmds.add_parser(
+        "sinks", help="serve local SMTP, Kavenegar, FCM and webhook endpoints (demo mode)"
+    )
+    sinks.add_argument("--smtp-port", type=_port, required=True)
+    sinks.add_argument("--http-port", type=_port, required=True)
+    sinks.set_defaults(func=_cmd_sinks)

@@ -240,6 +240,22 @@ def claim(engine: sa.Engine, worker: str, now: datetime, limit: int) -> list[Cla
     return [_claimed(r) for r in rows]
 
 
+def has_due(engine: sa.Engine, now: datetime) -> bool:
+    """Whether a dispatcher has anything to do: a due queued row, or one left in flight."""
+    with engine.connect() as con:
+        due = con.execute(
+            sa.select(outbox.c.delivery_id)
+            .where(
+                sa.or_(
+                    sa.and_(outbox.c.state == "queued", outbox.c.not_before <= now),
+                    outbox.c.state == "sending",
+                )
+            )
+            .limit(1)
+        ).first()
+    return due is not None
+
+
 class _Moved(Exception):
     """Some row of a batch was not where this worker left it; redo the batch row by row."""
 

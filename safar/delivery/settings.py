@@ -211,33 +211,36 @@ def _gap(item: Any, where: str, problems: list[tuple[str, str]]) -> MinGap | Non
 
 def load_config(engine: sa.Engine) -> DeliveryConfig:
     """The stored settings (defaults when none were saved)."""
-    with engine.connect() as con:
-        value = con.execute(
-            sa.select(delivery_settings.c.value).where(delivery_settings.c.key == CONFIG_KEY)
-        ).scalar()
+    value = load_setting(engine, CONFIG_KEY)
     return parse_config(json.loads(value) if value else {})
 
 
 def save_config(engine: sa.Engine, data: Mapping[str, Any]) -> DeliveryConfig:
     """Check and store new settings; nothing is stored when there is a problem."""
     config = parse_config(data)
-    _put(engine, CONFIG_KEY, json.dumps(data, ensure_ascii=False, sort_keys=True))
+    store_setting(engine, CONFIG_KEY, json.dumps(data, ensure_ascii=False, sort_keys=True))
     return config
 
 
 def tracking_secret(engine: sa.Engine) -> str:
     """The secret that signs tracking and unsubscribe links, made on first use."""
-    with engine.begin() as con:
-        value = con.execute(
-            sa.select(delivery_settings.c.value).where(delivery_settings.c.key == SECRET_KEY)
-        ).scalar()
-        if value:
-            return value
-    _put(engine, SECRET_KEY, secrets.token_urlsafe(32), replace=False)
+    value = load_setting(engine, SECRET_KEY)
+    if value:
+        return value
+    store_setting(engine, SECRET_KEY, secrets.token_urlsafe(32), replace=False)
     return tracking_secret(engine)
 
 
-def _put(engine: sa.Engine, key: str, value: str, *, replace: bool = True) -> None:
+def load_setting(engine: sa.Engine, key: str) -> str | None:
+    """One stored settings row's value, or None."""
+    with engine.connect() as con:
+        return con.execute(
+            sa.select(delivery_settings.c.value).where(delivery_settings.c.key == key)
+        ).scalar()
+
+
+def store_setting(engine: sa.Engine, key: str, value: str, *, replace: bool = True) -> None:
+    """Store one settings row; with ``replace=False`` an existing value is kept."""
     now = datetime.now(UTC).replace(tzinfo=None)
     with engine.begin() as con:
         statement = dialect_insert(con)(delivery_settings).values(

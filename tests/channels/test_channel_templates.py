@@ -466,3 +466,14 @@ def test_preview_builds_the_context_send_uses() -> None:
     assert render(fields, context) == {"text": "p-17 Order Completed Welcome 2026-03-20"}
     campaign = build_context(ALI, now=datetime(2026, 3, 20, 23, 0))
     assert set(campaign) == {"user", "now"} and campaign["now"] == NOW
+
+
+def test_a_null_given_to_tojson_names_the_variable() -> None:
+    body = '{"email": {{ user.email | tojson }}}'
+    with pytest.raises(TemplateError) as caught:
+        preview({"body": body}, {"person_id": "p1", "email": None})
+    assert str(caught.value) == "body, line 1: 'user.email' is null"
+    fallback = '{"email": {{ user.email | default(none) | tojson }}}'
+    assert preview({"body": fallback}, {"person_id": "p1", "email": None}) == {
+        "body": '{"email": null}'
+    }

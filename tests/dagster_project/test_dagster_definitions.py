@@ -45,6 +45,7 @@ def test_every_job_sensor_and_resource_resolves(definitions: dg.Definitions) -> 
     jobs = {job.name for job in repository.get_all_jobs()}
     assert {"build_warehouse_job", "refresh_micro_batch_job", "evaluate_segments_job"} <= jobs
     assert sorted(s.name for s in repository.sensor_defs) == [
+        "dispatch_sensor",
         "landing_files_sensor",
         "segment_clock_sensor",
     ]
