@@ -11,9 +11,10 @@ sinks, on 2 cores. In one run on this machine:
   delivery rate);
 - **email, end to end**: the same with ``SmtpSender`` (pools of 4 and 8 connections);
 - **senders alone**: each sender fed the same envelopes by 64 coroutines, no outbox;
-- **baselines**: a hand-written ``httpx.AsyncClient`` loop posting the same bodies with the
-  same concurrency (no outbox, no policies, no signatures) and a hand-written ``smtplib`` loop
-  with one thread per connection sending pre-built messages;
+- **baselines**: a hand-written ``aiohttp.ClientSession`` loop (the webhook sender's client
+  library) posting the same bodies with the same concurrency (no outbox, no policies, no
+  signatures) and a hand-written ``smtplib`` loop with one thread per connection sending
+  pre-built messages;
 - **policies**: ``decide()`` per message with a DND window, three caps, a min gap and a
   throttle over ~20 earlier sends per person, against the same rules written inline over plain
   tuples; both must reach the same decisions.
@@ -495,9 +496,12 @@ async def _senders_alone(channel: str, n: int, port: int, pool: int) -> dict[str
     return _rate(n, seconds, cpu)
 
 
-async def _httpx_baseline(n: int, port: int, concurrency: int) -> dict[str, Any]:
-    """A hand-written client: pre-serialised bodies posted over ``concurrency`` connections."""
-    import httpx
+async def _aiohttp_baseline(n: int, port: int, concurrency: int) -> dict[str, Any]:
+    """A hand-written client: pre-serialised bodies posted over ``concurrency`` connections.
+
+    aiohttp, the webhook sender's own client library, so the ratio compares like with like.
+    """
+    import aiohttp
 
     url = f"http://127.0.0.1:{port}/hooks/orders"
     bodies = [
@@ -505,20 +509,22 @@ async def _httpx_baseline(n: int, port: int, concurrency: int) -> dict[str, Any]
         for i in range(n)
     ]
     headers = {"Content-Type": "application/json"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     statuses: Counter[int] = Counter()
-    async with httpx.AsyncClient(limits=limits) as client:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
         queue = iter(bodies)
 
         async def worker() -> None:
             for body in queue:
-                statuses[(await client.post(url, content=body, headers=headers)).status_code] += 1
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    statuses[response.status] += 1
 
         cpu, started = _cpu_seconds(), time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
     if statuses != Counter({200: n}):
-        raise SystemExit(f"httpx baseline: not every post was answered 200: {statuses}")
+        raise SystemExit(f"aiohttp baseline: not every post was answered 200: {statuses}")
     return _rate(n, seconds, cpu)
 
 
@@ -585,8 +591,8 @@ def measure(case: str, n: int, port: int, pool: int) -> None:
         result = asyncio.run(_senders_alone("webhook", n, port, pool))
     elif case == "sender_email":
         result = asyncio.run(_senders_alone("email", n, port, pool))
-    elif case == "baseline_httpx":
-        result = asyncio.run(_httpx_baseline(n, port, pool))
+    elif case == "baseline_aiohttp":
+        result = asyncio.run(_aiohttp_baseline(n, port, pool))
     elif case == "baseline_smtplib":
         result = _smtplib_baseline(n, port, pool)
     elif case == "policy":
@@ -611,7 +617,7 @@ def run_case(case: str, n: int, on: Sink | None = None, pool: int = 0) -> dict[s
         keys = after["distinct_keys"] - before["distinct_keys"]
         if received != n:
             raise SystemExit(f"{case}: the {on.kind} sink received {received} of {n} messages")
-        keyed = not case.startswith("baseline_httpx")
+        keyed = not case.startswith("baseline_aiohttp")
         if keyed and keys != n:
             raise SystemExit(f"{case}: {keys} distinct idempotency keys arrived for {n} messages")
         result["sink"] = {
@@ -832,7 +838,7 @@ def _ratio(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
 
 def _compare(channel: str, n: int, on: Sink, pool: int) -> dict[str, Any]:
     """The dispatcher, the sender alone and the hand-written baseline at one pool size."""
-    baseline = "baseline_httpx" if channel == "webhook" else "baseline_smtplib"
+    baseline = "baseline_aiohttp" if channel == "webhook" else "baseline_smtplib"
     runs = {
         "dispatcher": run_case(f"dispatch_{channel}", n, on, pool),
         "sender_alone": run_case(f"sender_{channel}", n, on, pool),

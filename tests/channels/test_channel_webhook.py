@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import ipaddress
 import json
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -24,10 +26,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from channels.base import Envelope, Outcome, Sender
 from channels.webhook import (
@@ -181,6 +188,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path == "/trickle":
+            # A byte of the head every 0.1 s: no single wait is long, the whole answer is.
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n":
+                self.wfile.write(bytes([byte]))
+                time.sleep(0.1)
+            self.close_connection = True
+            return
         if self.path == "/cut":
             # Promise 100 bytes, send 9 and hang up: the status arrived, the body did not.
             self.send_response(200)
@@ -205,11 +219,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def running_receiver(secret: str = SECRET) -> Iterator[Receiver]:
+def running_receiver(secret: str = SECRET, tls: ssl.SSLContext | None = None) -> Iterator[Receiver]:
     receiver = Receiver(secret)
     server = _Server(("127.0.0.1", 0), _Handler)
     server.receiver = receiver
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}"
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    scheme = "https" if tls else "http"
+    receiver.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -312,9 +329,61 @@ def test_slow_answer_is_retry(receiver: Receiver) -> None:
         settings=WebhookSettings(secret=SECRET, timeout=0.3),
     )
     assert outcome.status == "retry"
-    assert "within 0.3 s" in outcome.detail and "ReadTimeout" in outcome.detail
+    assert "within 0.3 s" in outcome.detail and "SocketTimeoutError" in outcome.detail
     assert outcome.response is None
     assert time.perf_counter() - started < 1.5
+
+
+def test_whole_call_is_limited(receiver: Receiver) -> None:
+    started = time.perf_counter()
+    (outcome,) = send(
+        envelope(receiver.url + "/trickle"), settings=WebhookSettings(secret=SECRET, timeout=0.2)
+    )
+    assert outcome.status == "retry"
+    assert "took over 0.6 s in all (TimeoutError)" in outcome.detail
+    assert time.perf_counter() - started < 1.5
+
+
+def _self_signed(directory: Path) -> ssl.SSLContext:
+    """A server context with a certificate for 127.0.0.1 that no CA signed."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "customer api")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(directory / "cert.pem", directory / "key.pem")
+    return context
+
+
+def test_untrusted_certificate_is_refused(tmp_path: Path) -> None:
+    with running_receiver(tls=_self_signed(tmp_path)) as receiver:
+        (outcome,) = send(envelope(receiver.url + "/ok"))
+        assert receiver.url.startswith("https://")
+        assert outcome.status == "retry"
+        assert "ClientConnectorCertificateError" in outcome.detail
+        assert "CERTIFICATE_VERIFY_FAILED" in outcome.detail
+        assert receiver.received == []
 
 
 def test_refused_connection_is_retry() -> None:
@@ -323,11 +392,20 @@ def test_refused_connection_is_retry() -> None:
         port = sock.getsockname()[1]
     (outcome,) = send(envelope(f"http://127.0.0.1:{port}/hook"))
     assert outcome.status == "retry"
-    assert "could not reach 127.0.0.1: ConnectError" in outcome.detail
+    assert "could not reach 127.0.0.1: ClientConnectorError" in outcome.detail
 
 
 @pytest.mark.parametrize(
-    "url", ["ftp://example.com/hook", "mailto:ops@example.com", "http:///hook", "hook", ""]
+    "url",
+    [
+        "ftp://example.com/hook",
+        "mailto:ops@example.com",
+        "http:///hook",
+        "hook",
+        "",
+        "http://exa mple.com/hook",
+        "http://[::1/hook",
+    ],
 )
 def test_only_http_urls_are_called(receiver: Receiver, url: str) -> None:
     sent = envelope(url)
@@ -462,6 +540,23 @@ def test_kept_response_is_capped(receiver: Receiver) -> None:
     assert large.response["body"].startswith('{"pad": "xxx')
 
 
+def test_connection_left_with_an_unread_body_is_not_reused(receiver: Receiver) -> None:
+    one_connection = WebhookSettings(secret=SECRET, max_response_bytes=1024, max_connections=1)
+
+    async def run() -> list[Outcome]:
+        sender = WebhookSender(one_connection)
+        try:
+            big = await sender.send(envelope(receiver.url + "/big?type=json&bytes=200000"))
+            return [big, await sender.send(envelope(receiver.url + "/ok"))]
+        finally:
+            await sender.aclose()
+
+    big, small = asyncio.run(run())
+    assert big.response is not None and big.response["truncated"] is True
+    assert small.status == "sent", small.detail
+    assert small.response is not None and small.response["body"]["tier"] == "gold"
+
+
 def test_cap_does_not_split_a_character(receiver: Receiver) -> None:
     (outcome,) = send(
         envelope(receiver.url + "/big?type=text&bytes=3000"),
@@ -474,7 +569,7 @@ def test_cap_does_not_split_a_character(receiver: Receiver) -> None:
 def test_body_cut_off_after_the_status_still_counts_the_status(receiver: Receiver) -> None:
     (outcome,) = send(envelope(receiver.url + "/cut"))
     assert outcome.status == "sent"
-    assert "the response body was cut off (RemoteProtocolError)" in outcome.detail
+    assert "the response body was cut off (ClientPayloadError)" in outcome.detail
     assert outcome.response is not None
     assert outcome.response["truncated"] is True and outcome.response["body"] == "accepted "
 
