@@ -512,6 +512,8 @@ def _json_default(value: Any) -> Any:
         return dict(value)
     if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, Decimal):  # the warehouse's DECIMAL columns (revenue) as JSON numbers
+        return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, Undefined):  # say which variable is missing, not "not serializable"
         value._fail_with_undefined_error()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")

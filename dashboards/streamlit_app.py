@@ -22,6 +22,7 @@ engage = [
     st.Page("app_pages/segments_builder.py", title="Segment builder", icon=":material/tune:"),
     st.Page("app_pages/segments_upload.py", title="Upload a list", icon=":material/upload_file:"),
     st.Page("app_pages/messages.py", title="Messages", icon=":material/outgoing_mail:"),
+    st.Page("app_pages/message_preview.py", title="Message preview", icon=":material/preview:"),
     st.Page(
         "app_pages/delivery_settings.py",
         title="Delivery settings",
@@ -34,4 +35,5 @@ settings = [
 
 st.sidebar.title("Safar")
 st.sidebar.caption("Customer engagement, from the warehouse")
-st.navigation({"Insights": pages, "Engage": engage, "Settings": settings}).run()
+# Every page stays listed: Engage alone has seven, and folding them hides the newest ones.
+st.navigation({"Insights": pages, "Engage": engage, "Settings": settings}, expanded=True).run()

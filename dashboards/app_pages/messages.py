@@ -1,13 +1,12 @@
 """Engage → Messages: what was delivered, to whom, what the provider said, and how it looked."""
 
-import json
 from functools import partial
 
 import polars as pl
 import streamlit as st
 
 from channels.base import CHANNELS
-from dashboards.lib import delivery, queries
+from dashboards.lib import delivery, message_view, queries
 from dashboards.lib.delivery import MESSAGES as P
 from safar.appdb.schema import DELIVERY_STATES
 
@@ -151,36 +150,9 @@ shown, history, answer = st.tabs(
 )
 
 with shown:
-    channel = row["channel"]
-    if channel == "email":
-        st.html(delivery.email_header_html(str(content.get("subject") or ""), row["address"] or ""))
-        if content.get("html"):
-            st.iframe(
-                delivery.sandboxed_html(str(content["html"])),
-                height=520,
-                alt="The email's HTML part, in a sandbox: no scripts, forms or navigation",
-            )
-        if content.get("text"):
-            with st.expander("Text part", expanded=not content.get("html")):
-                st.html(delivery.text_html(str(content["text"])))
-    elif channel == "sms":
-        st.html(delivery.sms_bubble_html(str(content.get("text") or ""), row["address"] or ""))
-        st.caption(f"{len(str(content.get('text') or '')):,} characters")
-    elif channel in ("push", "web_push", "in_app"):
-        st.html(delivery.notification_html(content, kind=channel))
-    elif channel == "webhook":
-        method = str(content.get("method") or "POST").upper()
-        st.code(f"{method} {row['address'] or ''}", language=None)
-        if content.get("headers"):
-            st.json(content["headers"])
-        body = content.get("body")
-        if body is not None:
-            shown_body = (
-                body if isinstance(body, str) else json.dumps(body, indent=2, ensure_ascii=False)
-            )
-            st.code(shown_body, language="json")
-    with st.expander("Stored content (JSON)", icon=":material/data_object:"):
-        st.code(json.dumps(content, indent=2, ensure_ascii=False), language="json")
+    message_view.show_message(
+        row["channel"], content, row["address"] or "", content_label="Stored content (JSON)"
+    )
 
 with history:
     st.dataframe(

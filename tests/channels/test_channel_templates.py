@@ -7,6 +7,7 @@ import json
 import locale
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import jdatetime
 import pytest
@@ -477,3 +478,9 @@ def test_a_null_given_to_tojson_names_the_variable() -> None:
     assert preview({"body": fallback}, {"person_id": "p1", "email": None}) == {
         "body": '{"email": null}'
     }
+
+
+def test_tojson_writes_warehouse_decimals_as_numbers() -> None:
+    person = {"person_id": "p1", "revenue": Decimal("945000.00"), "score": Decimal("2.5")}
+    out = preview({"body": "{{ [user.revenue, user.score] | tojson }}"}, person)
+    assert out == {"body": "[945000, 2.5]"}

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +32,11 @@ import pytest
 from PIL import Image
 from websockets.sync.client import ClientConnection, connect
 
-from safar.config import SafarHome
+from safar import warehouse
+from safar.appdb import open_app_db
+from safar.config import SafarHome, gateway_public_url
+from safar.delivery.outbox import Delivery, delivery_id, enqueue
+from safar.delivery.people import find_people
 from safar.lake import LakeWriter
 from safar.live import live_stats
 from safar.segments.definitions import load_file_segments
@@ -97,8 +101,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def _serve_dashboard(home: SafarHome, log: Path) -> Iterator[str]:
-    """``streamlit run`` the app on ``home`` at a free port; yields its URL."""
+def _serve_dashboard(
+    home: SafarHome, log: Path, env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """``streamlit run`` the app on ``home`` at a free port, with ``env`` added; yields its URL."""
     port = _free_port()
     with open(log, "wb") as out:
         server = subprocess.Popen(
@@ -111,7 +117,7 @@ def _serve_dashboard(home: SafarHome, log: Path) -> Iterator[str]:
                 "--browser.gatherUsageStats=false",
             ],
             cwd=REPO_ROOT,
-            env={**os.environ, "SAFAR_HOME": str(home.root)},
+            env={**os.environ, "SAFAR_HOME": str(home.root), **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -183,9 +189,7 @@ def browser(tmp_path: Path) -> Iterator[DevTools]:
         _stop(chromium)
 
 
-def test_overview_draws_tiles_and_charts_in_a_real_browser(
-    dashboard_url: str, browser: DevTools, tmp_path: Path
-) -> None:
+def _pin_viewport(browser: DevTools) -> None:
     # The window size includes the browser's own frame; pin the page's viewport exactly.
     browser.call(
         "Emulation.setDeviceMetricsOverride",
@@ -194,6 +198,12 @@ def test_overview_draws_tiles_and_charts_in_a_real_browser(
         deviceScaleFactor=1,
         mobile=False,
     )
+
+
+def test_overview_draws_tiles_and_charts_in_a_real_browser(
+    dashboard_url: str, browser: DevTools, tmp_path: Path
+) -> None:
+    _pin_viewport(browser)
     browser.call("Page.navigate", url=dashboard_url)
     deadline = time.monotonic() + 60
     while not browser.evaluate(PAGE_DRAWN_JS):
@@ -271,13 +281,7 @@ def test_live_page_draws_and_refreshes_itself_in_a_real_browser(
     live_home: SafarHome, browser: DevTools, tmp_path: Path
 ) -> None:
     with _serve_dashboard(live_home, tmp_path / "streamlit.log") as url:
-        browser.call(
-            "Emulation.setDeviceMetricsOverride",
-            width=WINDOW[0],
-            height=WINDOW[1],
-            deviceScaleFactor=1,
-            mobile=False,
-        )
+        _pin_viewport(browser)
         browser.call("Page.navigate", url=url + "live")
         _wait_until(browser, LIVE_DRAWN_JS, 60, "the Live page was not drawn")
         time.sleep(1)  # let Plotly finish its transitions before the picture
@@ -327,13 +331,7 @@ GRID_TEXT_JS = """
 def test_segments_list_draws_in_a_real_browser(
     dashboard_url: str, browser: DevTools, tmp_path: Path
 ) -> None:
-    browser.call(
-        "Emulation.setDeviceMetricsOverride",
-        width=WINDOW[0],
-        height=WINDOW[1],
-        deviceScaleFactor=1,
-        mobile=False,
-    )
+    _pin_viewport(browser)
     browser.call("Page.navigate", url=dashboard_url + "segments")
     _wait_until(browser, SEGMENTS_DRAWN_JS, 60, "the Segments page was not drawn")
     time.sleep(1)
@@ -351,3 +349,132 @@ def test_segments_list_draws_in_a_real_browser(
     assert browser.evaluate("""document.querySelector('[data-testid="stException"]') === null""")
     colours = Image.open(io.BytesIO(png)).convert("RGB").getcolors(maxcolors=1_000_000)
     assert len(colours) > 100, f"screenshot looks empty: {shot}"
+
+
+# --- Engage: the delivery pages ---------------------------------------------------------------
+
+SUBJECT = "سفارش شما رسید"
+NO_EXCEPTION_JS = """document.querySelector('[data-testid="stException"]') === null"""
+# Streamlit draws st.iframe(html) as a frame whose srcdoc is that HTML: the email's own frame
+# sits inside it, sandboxed.
+SANDBOXED_EMAIL_JS = """
+[...document.querySelectorAll('iframe')].some(f => (f.srcdoc || '').includes('sandbox=""'))
+"""
+
+
+def _drawn_js(*texts: str, also: str = "true") -> str:
+    """True when the page shows every one of ``texts``, ``also`` holds and nothing runs."""
+    wanted = json.dumps(list(texts), ensure_ascii=False)
+    return f"""
+(() => {{
+  const text = document.body ? document.body.innerText : "";
+  const status = document.querySelector('[data-testid="stStatusWidget"]');
+  const running = status !== null && /Running/.test(status.innerText);
+  return {wanted}.every(t => text.includes(t)) && ({also}) && !running;
+}})()
+"""
+
+
+@pytest.fixture(scope="module")
+def engage_url(demo_home: SafarHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app on the demo warehouse with an app DB of its own holding two queued messages,
+    so the delivery pages write nothing into the shared demo home."""
+    folder = tmp_path_factory.mktemp("engage")
+    app_db_url = f"sqlite:///{folder / 'app.sqlite'}"
+    engine = open_app_db(url=app_db_url)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    sms = Delivery(
+        delivery_id("browser-test", "sms"),
+        "sms",
+        "p-reza",
+        "+989121234567",
+        "promotions",
+        {"text": "کد تخفیف: SAFAR20"},
+    )
+    email = Delivery(
+        delivery_id("browser-test", "email"),
+        "email",
+        "p-sara",
+        "sara@example.com",
+        "transactional",
+        {"subject": SUBJECT, "html": "<p>سلام سارا</p>", "text": "سلام سارا"},
+        user_id="u-sara",
+    )
+    enqueue(engine, [sms], now - timedelta(minutes=1))
+    enqueue(engine, [email], now)  # the newest: the page opens it first
+    engine.dispose()
+    env = {"SAFAR_APP_DB_URL": app_db_url}
+    with _serve_dashboard(demo_home, folder / "streamlit.log", env) as url:
+        yield url
+
+
+def _open_and_shoot(browser: DevTools, url: str, drawn: str, what: str, shot: Path) -> str:
+    """Open ``url``, wait until ``drawn`` holds, save a screenshot; the page's text."""
+    _pin_viewport(browser)
+    browser.call("Page.navigate", url=url)
+    _wait_until(browser, drawn, 60, f"{what} was not drawn")
+    time.sleep(1)  # let charts and frames settle before the picture
+    png = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
+    shot.write_bytes(png)
+    assert browser.evaluate(NO_EXCEPTION_JS), f"{what} shows an exception: {shot}"
+    colours = Image.open(io.BytesIO(png)).convert("RGB").getcolors(maxcolors=1_000_000)
+    assert len(colours) > 100, f"screenshot looks empty: {shot}"
+    return browser.evaluate("document.body.innerText")
+
+
+def test_delivery_settings_draws_in_a_real_browser(
+    engage_url: str, browser: DevTools, tmp_path: Path
+) -> None:
+    text = _open_and_shoot(
+        browser,
+        engage_url + "delivery_settings",
+        _drawn_js("Delivery settings", "Frequency caps", "/v1/unsubscribe/"),
+        "the Delivery settings page",
+        tmp_path / "delivery_settings.png",
+    )
+    for expected in ("Providers", "Quiet hours", "Throttles", "Retries", "Save"):
+        assert expected in text
+    assert f"{gateway_public_url()}/v1/unsubscribe/<token>" in text
+
+
+def test_messages_draws_the_outbox_in_a_real_browser(
+    engage_url: str, browser: DevTools, tmp_path: Path
+) -> None:
+    text = _open_and_shoot(
+        browser,
+        engage_url + "messages",
+        _drawn_js(
+            "Messages",
+            "Waiting",
+            SUBJECT,
+            also="document.querySelector('[data-testid=\"stPlotlyChart\"] .main-svg') !== null",
+        ),
+        "the Messages page",
+        tmp_path / "messages.png",
+    )
+    metrics = browser.evaluate(METRICS_JS)
+    assert metrics["Messages"] == "2" and metrics["Waiting"] == "2"
+    assert "To sara@example.com" in text  # the newest message, opened as the person sees it
+    assert browser.evaluate(SANDBOXED_EMAIL_JS)
+
+
+def test_message_preview_renders_a_real_person_in_a_real_browser(
+    engage_url: str, demo_home: SafarHome, browser: DevTools, tmp_path: Path
+) -> None:
+    # The page starts with the most recently seen known person that email reaches.
+    con = warehouse.connect(demo_home, read_only=True)
+    try:
+        person = next(p for p in find_people(con, "", 20) if p.addresses.get("email"))
+    finally:
+        con.close()
+    greeting = f"{person.traits.get('first_name') or 'دوست'} عزیز"
+    text = _open_and_shoot(
+        browser,
+        engage_url + "message_preview",
+        _drawn_js("As they see it", f"To {person.addresses['email']}", greeting),
+        "the Message preview page",
+        tmp_path / "message_preview.png",
+    )
+    assert person.label in text
+    assert "Triggering event" in text and "Not rendered" not in text
+    assert browser.evaluate(SANDBOXED_EMAIL_JS)
