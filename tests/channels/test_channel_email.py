@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import email
+import ipaddress
 import re
 import socket
+import ssl
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
+from channels import mime
 from channels.base import Envelope, Outcome
 from channels.email import SmtpSender, SmtpSettings
 from channels.tracking import read_token
@@ -29,15 +34,18 @@ FROM_NAME = "فروشگاه سفر"
 class Recorder:
     """Stores accepted messages; refuses some mailboxes the way real servers do."""
 
-    def __init__(self) -> None:
+    def __init__(self, pipelining: bool = False) -> None:
         self.messages: list[tuple[str, list[str], bytes]] = []
         self.connections = 0
         self.servers: list[Any] = []
+        self.pipelining = pipelining
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
         self.connections += 1
         self.servers.append(server)
+        if self.pipelining:  # aiosmtpd reads pipelined commands fine but does not say so
+            responses.insert(-1, "250-PIPELINING")
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -52,6 +60,8 @@ class Recorder:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if envelope.rcpt_tos == ["slow@example.com"]:
+            await asyncio.sleep(0.4)  # longer than the sender waits in the timeout test
         if envelope.rcpt_tos == ["drop@example.com"]:
             server.transport.close()  # the server goes away before answering
             return "250 OK"
@@ -80,9 +90,9 @@ def _start(handler: Recorder, **smtp_options: Any) -> _Controller:
     return controller
 
 
-@pytest.fixture
-def server() -> Iterator[tuple[_Controller, Recorder]]:
-    handler = Recorder()
+@pytest.fixture(params=[False, True], ids=["lockstep", "pipelining"])
+def server(request: pytest.FixtureRequest) -> Iterator[tuple[_Controller, Recorder]]:
+    handler = Recorder(pipelining=request.param)
     controller = _start(handler)
     yield controller, handler
     controller.stop()
@@ -409,3 +419,202 @@ def test_auth_login() -> None:
     # Refused credentials are the relay's configuration, not the message's fault.
     assert bad.status == "retry" and "535" in bad.detail
     assert len(handler.messages) == 1
+
+
+# --- the message as written on the wire, read back by the stdlib parser ------------------------
+
+LONG_NOTE = " ".join(f"word{i}" for i in range(40))
+# Text that looks like MIME structure: boundary lines (ours start with "=_"), a lone dot
+# (SMTP's end of data) and a line starting with one, trailing whitespace, a 300-character word.
+TRICKY = (
+    "--=_000000000000000000000000\n--=_000000000000000000000000--\n--boundary\n"
+    ".\n.starts with a dot\na = b\t \n" + "x" * 300
+)
+
+
+def test_the_wire_format_parses_back_exactly(server: tuple[_Controller, Recorder]) -> None:
+    controller, handler = server
+    # Persian text goes in base64, mostly-ASCII HTML in quoted-printable: both are read back.
+    text = f"{TEXT}\n{TRICKY}"
+    html = f"<pre>\n{TRICKY}\n</pre><p><a href='https://shop.example/'>Shop</a> now</p>"
+    envelope = Envelope(
+        delivery_id="dlv-wire",
+        channel="email",
+        to="علی رضایی <ali@example.com>",
+        content={
+            "subject": SUBJECT,
+            "text": text,
+            "html": html,
+            "reply_to": "پشتیبانی سفر <support@shop.example>",
+            "headers": {"X-Long-Note": LONG_NOTE},
+        },
+    )
+    sender = _sender(controller.port, tracking_base_url=None)  # untracked: the HTML stays as is
+    (outcome,) = _send_all(sender, envelope)
+    assert outcome.status == "sent"
+
+    sender_address, recipients, raw = handler.messages[0]
+    assert (sender_address, recipients) == ("news@safar.example", ["ali@example.com"])
+    lines = raw.split(b"\r\n")
+    assert max(len(line) for line in lines) <= 78  # headers folded, bodies encoded in short lines
+    message = handler.received()[0]
+    assert message.defects == [] and all(part.defects == [] for part in message.walk())
+
+    assert message["Subject"] == SUBJECT
+    assert raw.count(b"=?utf-8?b?") > 3  # the Persian subject took several encoded words
+    (author,) = message["From"].addresses
+    assert (author.display_name, author.addr_spec) == (FROM_NAME, "news@safar.example")
+    (to,) = message["To"].addresses
+    assert (to.display_name, to.addr_spec) == ("علی رضایی", "ali@example.com")
+    (reply_to,) = message["Reply-To"].addresses
+    assert (reply_to.display_name, reply_to.addr_spec) == ("پشتیبانی سفر", "support@shop.example")
+    assert message["Message-ID"] == "<dlv-wire@safar.example>"
+    assert abs(message["Date"].datetime - datetime.now(UTC)) < timedelta(minutes=5)
+    assert message["List-Unsubscribe"] == "<mailto:unsubscribe@safar.example?subject=unsubscribe>"
+    assert message["List-Unsubscribe-Post"] is None  # one-click needs the https URL
+    # The long header was folded onto several lines and unfolds to the exact text.
+    assert b"X-Long-Note: word0 " in raw and b"\r\n word" in raw
+    assert message["X-Long-Note"] == LONG_NOTE
+
+    plain, rich = message.iter_parts()
+    assert (plain.get_content_type(), rich.get_content_type()) == ("text/plain", "text/html")
+    assert (plain["Content-Transfer-Encoding"], rich["Content-Transfer-Encoding"]) == (
+        "base64",
+        "quoted-printable",
+    )
+    assert _canonical(plain.get_content()) == text
+    assert _canonical(rich.get_content()) == html
+    # Only the three delimiter lines start with the boundary; the bodies never do.
+    delimiter = f"--{message.get_boundary()}".encode()
+    assert [line for line in lines if line.startswith(delimiter)] == [
+        delimiter,
+        delimiter,
+        delimiter + b"--",
+    ]
+
+
+def test_the_built_message_is_what_goes_on_the_wire() -> None:
+    sender = _sender(25)
+    envelope = _envelope("dlv-9", html=HTML)
+    data, recipient = sender.message_bytes(envelope)
+    assert recipient == "ali@example.com"
+    parsed = sender.build_message(envelope)
+    assert parsed["Message-ID"] == "<dlv-9@safar.example>" and parsed["Subject"] == "سلام"
+    assert (
+        email.message_from_bytes(parsed.as_bytes()).keys() == email.message_from_bytes(data).keys()
+    )
+
+
+@pytest.mark.parametrize("name", ["Subject", "X-A-Rather-Long-Header-Name-For-A-Campaign-Note"])
+@pytest.mark.parametrize(
+    "value", [SUBJECT * 3, "🎉" * 40, "a" + "ی" * 100, "=?utf-8?q?not_a_word?="]
+)
+def test_encoded_headers_fit_lines_and_decode_back(name: str, value: str) -> None:
+    field = mime.header(name, value)
+    assert all(len(line) <= 78 for line in field.split("\r\n"))
+    assert email.message_from_string(field + "\r\n", policy=policy.default)[name] == value
+
+
+def test_text_bodies_decode_back_in_either_encoding() -> None:
+    for text in (TEXT, HTML, TRICKY, "", "\n\n", "tab\tand space \nend", "\u200f" * 200):
+        encoding, body = mime.text_body(text)
+        part = email.message_from_bytes(
+            b"Content-Type: text/plain; charset=utf-8\r\n"
+            + f"Content-Transfer-Encoding: {encoding}\r\n\r\n".encode()
+            + body,
+            policy=policy.default,
+        )
+        # Line ends become CRLF, with one after the last line.
+        assert _canonical(part.get_content()) == "\n".join(text.splitlines()), text
+        assert all(len(line) <= 76 for line in body.split(b"\r\n"))
+
+
+# --- sessions: TLS, timeouts -----------------------------------------------------------------
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that signs itself, and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_starttls_is_verified_before_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = _self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    handler = Recorder()
+    # The server takes neither AUTH nor MAIL before STARTTLS.
+    controller = _start(
+        handler,
+        tls_context=context,
+        require_starttls=True,
+        authenticator=_authenticator,
+        auth_required=True,
+    )
+    settings = {"starttls": True, "username": "safar", "password": "pa55"}
+    try:
+        (untrusted,) = _send_all(_sender(controller.port, **settings), _envelope("d1"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # what the default context trusts
+        (trusted,) = _send_all(_sender(controller.port, **settings), _envelope("d2"))
+    finally:
+        controller.stop()
+    assert untrusted.status == "retry" and "CERTIFICATE_VERIFY_FAILED" in untrusted.detail
+    assert trusted.status == "sent", trusted.detail
+    assert [message["Message-ID"] for message in handler.received()] == ["<d2@safar.example>"]
+
+
+def test_a_silent_server_is_retry() -> None:
+    with socket.socket() as silent:  # listening, so connections are made, but never greeting
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        (outcome,) = _send_all(_sender(silent.getsockname()[1], timeout=0.2), _envelope())
+    assert outcome.status == "retry"
+    assert outcome.detail.startswith("cannot connect to 127.0.0.1:")
+    assert outcome.detail.endswith("timed out")
+
+
+def test_a_reply_that_comes_too_late_is_retry_and_the_connection_is_not_reused(
+    server: tuple[_Controller, Recorder],
+) -> None:
+    controller, handler = server
+    slow, after = _send_all(
+        _sender(controller.port, pool_size=1, timeout=0.3),
+        _envelope("d1", "slow@example.com"),
+        _envelope("d2", "ali@example.com"),
+    )
+    assert slow.status == "retry" and slow.detail.endswith("lost: timed out")
+    # On the old connection, the late reply to d1 would be taken for d2's MAIL, and so on.
+    assert after.status == "sent" and after.provider_message_id == "<d2@safar.example>"
+    assert "<d2@safar.example>" in [message["Message-ID"] for message in handler.received()]
+    assert handler.connections == 2
