@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as dt
-import ipaddress
 import json
 import socket
 import ssl
@@ -31,12 +29,11 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import pytest
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from cryptography.x509.oid import NameOID
+from tls_helpers import self_signed, server_context
 
 from channels.base import Envelope, Outcome, Sender
 from channels.push import (
@@ -565,32 +562,6 @@ class _H2Server(asyncio.Protocol):
         self.h2.send_data(stream_id, json.dumps(answer).encode(), end_stream=True)
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path, str]:
-    """A certificate for 127.0.0.1: the cert file, the key file and the cert as PEM."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake apns")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-    (directory / "cert.pem").write_text(cert_pem)
-    (directory / "key.pem").write_text(_pem(key))
-    return directory / "cert.pem", directory / "key.pem", cert_pem
-
-
 @pytest.fixture(scope="module")
 def apns_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
@@ -598,14 +569,13 @@ def apns_key() -> ec.EllipticCurvePrivateKey:
 
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
-    return _self_signed(tmp_path_factory.mktemp("apns_tls"))
+    return self_signed(tmp_path_factory.mktemp("apns_tls"))
 
 
 @pytest.fixture
 def apns(apns_key: ec.EllipticCurvePrivateKey, tls: tuple[Path, Path, str]) -> Iterator[FakeApns]:
     cert_file, key_file, _ = tls
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_file, key_file)
+    context = server_context(cert_file, key_file)
     context.set_alpn_protocols(["h2"])
     fake = FakeApns(apns_key.public_key())
     loop = asyncio.new_event_loop()

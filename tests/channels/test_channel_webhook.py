@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
-import ipaddress
 import json
 import socket
 import ssl
@@ -31,10 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from tls_helpers import self_signed, server_context
 
 from channels.base import Envelope, Outcome, Sender
 from channels.webhook import (
@@ -344,40 +340,8 @@ def test_whole_call_is_limited(receiver: Receiver) -> None:
     assert time.perf_counter() - started < 1.5
 
 
-def _self_signed(directory: Path) -> ssl.SSLContext:
-    """A server context with a certificate for 127.0.0.1 that no CA signed."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "customer api")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(directory / "cert.pem", directory / "key.pem")
-    return context
-
-
 def test_untrusted_certificate_is_refused(tmp_path: Path) -> None:
-    with running_receiver(tls=_self_signed(tmp_path)) as receiver:
+    with running_receiver(tls=server_context(*self_signed(tmp_path)[:2])) as receiver:
         (outcome,) = send(envelope(receiver.url + "/ok"))
         assert receiver.url.startswith("https://")
         assert outcome.status == "retry"
