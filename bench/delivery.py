@@ -458,11 +458,7 @@ async def _dispatch(channel: str, n: int, port: int, pool: int) -> dict[str, Any
     phases = dict(total.seconds)
     phases["other"] = seconds - sum(phases.values())
     return {
-        "messages": n,
-        "seconds": seconds,
-        "messages_per_second": n / seconds,
-        "cpu_seconds": cpu,
-        "messages_per_cpu_second": n / cpu,
+        **_rate(n, seconds, cpu),
         "enqueue_seconds": enqueue_seconds,
         "enqueue_per_second": n / enqueue_seconds,
         "phases_us_per_message": {p: s / n * 1e6 for p, s in sorted(phases.items())},

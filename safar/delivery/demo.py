@@ -68,7 +68,9 @@ TEMPLATES: dict[str, dict[str, str]] = {
         )
     },
 }
-CATEGORIES = {"email": "promotions", "sms": "promotions", "push": "promotions"}
+# A welcome offer is marketing: people who unsubscribed from promotions do not get it. The
+# webhook tells the shop's own API, which no one unsubscribes from.
+CATEGORIES = {"webhook": "transactional"}
 
 
 def _fcm_service_account(token_uri: str) -> dict[str, str]:
@@ -201,7 +203,7 @@ def demo_deliveries(
                     channel=channel,
                     person_id=person_id,
                     address=address,
-                    category=CATEGORIES.get(channel, "transactional"),
+                    category=CATEGORIES.get(channel, "promotions"),
                     content=_content(channel, rendered),
                     user_id=person.user_id,
                     time_zone=person.time_zone,

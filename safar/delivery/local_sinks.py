@@ -18,8 +18,8 @@ import json
 import signal
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -48,16 +48,12 @@ def store_path(home: SafarHome) -> Path:
     return home.root / "delivery" / "local_sinks.sqlite"
 
 
-@contextmanager
-def _store(path: Path) -> Iterator[sqlite3.Connection]:
+def _open(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path, timeout=30)
-    try:
-        con.execute("pragma journal_mode = wal")
-        con.execute(_SCHEMA)
-        yield con
-    finally:
-        con.close()
+    con.execute("pragma journal_mode = wal")  # readers (received()) read while the sink writes
+    con.execute(_SCHEMA)
+    return con
 
 
 @dataclass(frozen=True)
@@ -78,7 +74,7 @@ def received(home: SafarHome, limit: int | None = None) -> list[Received]:
     path = store_path(home)
     if not path.exists():
         return []
-    with _store(path) as con:
+    with closing(_open(path)) as con:
         rows = con.execute(
             "select received_at, channel, provider, idempotency_key, recipient, summary, payload"
             " from received order by id desc limit ?",
@@ -91,10 +87,7 @@ class _Recorder:
     """Writes what arrives; one connection, used from the sink's event loop only."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = sqlite3.connect(path, timeout=30)
-        self.con.execute("pragma journal_mode = wal")
-        self.con.execute(_SCHEMA)
+        self.con = _open(path)
 
     def add(
         self,
