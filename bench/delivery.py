@@ -534,9 +534,9 @@ def _smtplib_baseline(n: int, port: int, pool: int) -> dict[str, Any]:
     from channels.email import SmtpSender
 
     builder = SmtpSender(smtp_settings(port, 1))
-    template = builder.build_message(
+    template, _ = builder.message_bytes(
         Envelope("d_TEMPLATE", "email", "TEMPLATE@example.test", email_content(0))
-    ).as_bytes()
+    )
     run = secrets.token_hex(4)
     messages = [
         (

@@ -27,9 +27,7 @@ import ssl
 from base64 import b64decode, b64encode
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import message_from_bytes, policy
 from email.headerregistry import Address
-from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, parseaddr
 from html import unescape
 
@@ -38,9 +36,6 @@ from channels.base import Envelope, Outcome
 
 PROVIDER = "smtp"
 
-# Parsed back for build_message: with refold_source="none" the message's own folding is kept,
-# so as_bytes() gives back what was sent.
-_POLICY = policy.SMTP.clone(refold_source="none")
 # What may stand left of the "@" in a Message-ID (RFC 5322 dot-atom-text).
 _ID_LEFT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
 # Headers the sender owns: letting content override them would break threading, idempotency
@@ -164,17 +159,6 @@ class SmtpSender:
         await asyncio.gather(*(connection.quit() for connection in idle))
         for _ in range(self.settings.pool_size):
             slots.release()  # a send after all would open a new connection, not wait forever
-
-    def build_message(self, envelope: Envelope) -> EmailMessage:
-        """The complete email for an envelope, parsed back from its bytes, to inspect.
-
-        Sending uses :meth:`message_bytes`; this is the same message as an object.
-
-        Raises:
-            ValueError: the content lacks a subject or a body, or sets a reserved header.
-            TypeError: a content field is not a string.
-        """
-        return message_from_bytes(self.message_bytes(envelope)[0], policy=_POLICY)
 
     def message_bytes(self, envelope: Envelope) -> tuple[bytes, str]:
         """The complete email for an envelope, as it goes on the wire, and its recipient.

@@ -492,16 +492,13 @@ def test_the_wire_format_parses_back_exactly(server: tuple[_Controller, Recorder
     ]
 
 
-def test_the_built_message_is_what_goes_on_the_wire() -> None:
+def test_message_bytes_are_the_message_and_its_recipient() -> None:
     sender = _sender(25)
     envelope = _envelope("dlv-9", html=HTML)
     data, recipient = sender.message_bytes(envelope)
     assert recipient == "ali@example.com"
-    parsed = sender.build_message(envelope)
+    parsed = email.message_from_bytes(data, policy=policy.default)
     assert parsed["Message-ID"] == "<dlv-9@safar.example>" and parsed["Subject"] == "سلام"
-    assert (
-        email.message_from_bytes(parsed.as_bytes()).keys() == email.message_from_bytes(data).keys()
-    )
 
 
 @pytest.mark.parametrize("name", ["Subject", "X-A-Rather-Long-Header-Name-For-A-Campaign-Note"])
